@@ -1,0 +1,59 @@
+"""batchline: run large collections of items through LLM and agent work in durable batches."""
+
+from batchline.engine import (
+    Batch,
+    BatchFailure,
+    BatchOutcome,
+    BatchProgress,
+    RetryPolicy,
+    RunResult,
+    RunStats,
+    arun_batches,
+    astream_batches,
+    run_batches,
+    stream_batches,
+)
+from batchline.errors import (
+    BatchlineError,
+    BatchResultError,
+    BatchRunError,
+    ConfigurationError,
+    DuplicateKeyError,
+    RunActiveError,
+    RunInterrupted,
+    StateError,
+    TerminalError,
+    TransientError,
+)
+from batchline.state import MemoryStateStore, RunInfo, SQLiteStateStore, StateStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "BatchFailure",
+    "BatchOutcome",
+    "BatchProgress",
+    "BatchResultError",
+    "BatchRunError",
+    "BatchlineError",
+    "ConfigurationError",
+    "DuplicateKeyError",
+    "MemoryStateStore",
+    "RetryPolicy",
+    "RunActiveError",
+    "RunInfo",
+    "RunInterrupted",
+    "RunResult",
+    "RunStats",
+    "SQLiteStateStore",
+    "StateError",
+    "StateStore",
+    "TerminalError",
+    "TransientError",
+    "__version__",
+    "arun_batches",
+    "astream_batches",
+    "run_batches",
+    "stream_batches",
+]

@@ -1,0 +1,25 @@
+"""The batch engine: plan, run, retry, commit, stream. Every front door runs on it."""
+
+from batchline.engine.arunner import arun_batches, astream_batches
+from batchline.engine.keys import Key, canonical_key
+from batchline.engine.outcome import BatchFailure, BatchOutcome, RunResult, RunStats
+from batchline.engine.plan import Batch
+from batchline.engine.progress import BatchProgress
+from batchline.engine.retry import RetryPolicy
+from batchline.engine.runner import run_batches, stream_batches
+
+__all__ = [
+    "Batch",
+    "BatchFailure",
+    "BatchOutcome",
+    "BatchProgress",
+    "Key",
+    "RetryPolicy",
+    "RunResult",
+    "RunStats",
+    "arun_batches",
+    "astream_batches",
+    "canonical_key",
+    "run_batches",
+    "stream_batches",
+]

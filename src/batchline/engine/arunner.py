@@ -1,0 +1,273 @@
+"""The asyncio drivers: ``astream_batches`` and ``arun_batches``.
+
+``async def`` batch functions run as tasks on the caller's event loop (64 batches in
+flight are 64 tasks, not 64 threads); plain functions run on a thread pool of
+``max_concurrency`` threads. The core is the same as for the sync drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from batchline.engine.core import Job, RunCore
+from batchline.engine.keys import KeySpec
+from batchline.engine.options import (
+    DEFAULT_CHUNK_SIZE,
+    CompleteHook,
+    Duplicates,
+    ErrorHook,
+    OnError,
+    StartHook,
+    check_function,
+    check_items,
+)
+from batchline.engine.outcome import BatchOutcome, RunResult
+from batchline.engine.plan import Batch
+from batchline.engine.retry import RetryPolicy
+from batchline.engine.runner import Collector, make_options
+from batchline.errors import BatchRunError
+from batchline.state.base import StateStore
+
+T = TypeVar("T")
+AsyncBatchFunction = Callable[[Batch[T]], Any]
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def astream_batches(
+    items: Iterable[T],
+    fn: AsyncBatchFunction[T],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    key: KeySpec = None,
+    store: StateStore | None = None,
+    run_id: str | None = None,
+    max_concurrency: int = 1,
+    retry: RetryPolicy | None = None,
+    on_error: OnError = "continue",
+    duplicates: Duplicates = "error",
+    retry_failed: bool = True,
+    on_batch_start: StartHook | None = None,
+    on_batch_complete: CompleteHook | None = None,
+    on_batch_error: ErrorHook | None = None,
+    ordered: bool = True,
+    progress: bool | None = None,
+    handle_signals: bool = True,
+) -> AsyncIterator[BatchOutcome[T, Any]]:
+    """The asyncio twin of ``stream_batches``: ``async for outcome in astream_batches(...)``.
+
+    Same arguments and guarantees as ``stream_batches``; ``fn`` may be ``async def``.
+    """
+    check_function(fn)
+    options = make_options(
+        chunk_size=chunk_size,
+        key=key,
+        store=store,
+        run_id=run_id,
+        max_concurrency=max_concurrency,
+        retry=retry,
+        on_error=on_error,
+        duplicates=duplicates,
+        retry_failed=retry_failed,
+        on_batch_start=on_batch_start,
+        on_batch_complete=on_batch_complete,
+        on_batch_error=on_batch_error,
+        ordered=ordered,
+        progress=progress,
+        handle_signals=handle_signals,
+    )
+    return _adrive(RunCore(check_items(items), options), fn)
+
+
+async def arun_batches(
+    items: Iterable[T],
+    fn: AsyncBatchFunction[T],
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    key: KeySpec = None,
+    store: StateStore | None = None,
+    run_id: str | None = None,
+    max_concurrency: int = 1,
+    retry: RetryPolicy | None = None,
+    on_error: OnError = "continue",
+    duplicates: Duplicates = "error",
+    retry_failed: bool = True,
+    on_batch_start: StartHook | None = None,
+    on_batch_complete: CompleteHook | None = None,
+    on_batch_error: ErrorHook | None = None,
+    progress: bool | None = None,
+    handle_signals: bool = True,
+) -> RunResult[Any]:
+    """The asyncio twin of ``run_batches``: ``result = await arun_batches(...)``."""
+    check_function(fn)
+    options = make_options(
+        chunk_size=chunk_size,
+        key=key,
+        store=store,
+        run_id=run_id,
+        max_concurrency=max_concurrency,
+        retry=retry,
+        on_error=on_error,
+        duplicates=duplicates,
+        retry_failed=retry_failed,
+        on_batch_start=on_batch_start,
+        on_batch_complete=on_batch_complete,
+        on_batch_error=on_batch_error,
+        ordered=True,
+        progress=progress,
+        handle_signals=handle_signals,
+    )
+    materialized = list(check_items(items))
+    core = RunCore(materialized, options)
+    collector = Collector(materialized)
+    try:
+        async for outcome in _adrive(core, fn):
+            collector.add(outcome)
+    except BatchRunError as exc:
+        exc.result = collector.finish(core)
+        raise
+    return collector.finish(core)
+
+
+class _LoopSignals:
+    """Stop-on-signal handlers on the running loop (main thread, Unix)."""
+
+    def __init__(self, core: RunCore, tasks: dict[asyncio.Task[Any], Job]) -> None:
+        self._core = core
+        self._tasks = tasks
+        self._loop = asyncio.get_running_loop()
+        self._installed: list[int] = []
+        if core.options.handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._loop.add_signal_handler(signum, self._handle, signum)
+                except (NotImplementedError, RuntimeError):  # pragma: no cover - not Unix
+                    continue
+                self._installed.append(signum)
+
+    def _handle(self, signum: int) -> None:
+        stop = self._core.stop
+        if not stop:
+            stop.set(signum)
+            return
+        for task in self._tasks:
+            task.cancel()
+
+    def remove(self) -> None:
+        for signum in self._installed:
+            self._loop.remove_signal_handler(signum)
+
+
+async def _adrive(
+    core: RunCore, fn: AsyncBatchFunction[Any]
+) -> AsyncIterator[BatchOutcome[Any, Any]]:
+    limit = core.options.max_concurrency
+    window = 2 * limit
+    ordered = core.options.ordered
+    is_async = _is_async(fn)
+    pool = None if is_async else ThreadPoolExecutor(limit, thread_name_prefix="batchline")
+    loop = asyncio.get_running_loop()
+    running: dict[asyncio.Task[Any], Job] = {}
+    retries: dict[asyncio.Task[Any], Job] = {}
+    ready: dict[int, BatchOutcome[Any, Any]] = {}
+    plan = core.plan()
+    exhausted = False
+    next_index = 0
+    emit_index = 0
+    error: BaseException | None = None
+
+    async def call(batch: Batch[Any]) -> Any:
+        if is_async:
+            return await fn(batch)
+        result = await loop.run_in_executor(pool, fn, batch)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def submit(job: Job) -> None:
+        core.begin_attempt(job)
+        running[asyncio.ensure_future(call(job.work))] = job
+
+    core.open()
+    guard = _LoopSignals(core, running)
+    try:
+        while True:
+            while not exhausted and not core.stop and len(running) + len(retries) < limit:
+                if ordered and next_index - emit_index >= window:
+                    break
+                batch = next(plan, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                next_index += 1
+                job = core.prepare(batch)
+                if job.outcome is not None:
+                    ready[batch.index] = job.outcome
+                else:
+                    submit(job)
+            emitted = False
+            if ordered:
+                while emit_index in ready:
+                    emitted = True
+                    yield ready.pop(emit_index)
+                    emit_index += 1
+            elif ready:
+                emitted = True
+                for index in sorted(ready):
+                    yield ready.pop(index)
+                emit_index = next_index
+            if emitted:
+                continue
+            if not running and not retries:
+                break
+            if core.stop and not running:
+                break  # pending retries are abandoned: their items stay missing
+            done, _ = await asyncio.wait([*running, *retries], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task in retries:
+                    job = retries.pop(task)
+                    if core.stop:
+                        continue
+                    submit(job)
+                    continue
+                job = running.pop(task)
+                if task.cancelled():
+                    continue  # abandoned by a second signal: not committed, resume runs it
+                exc = task.exception()
+                if exc is None:
+                    outcome = core.succeed(job, task.result())
+                else:
+                    decision = core.fail(job, exc)
+                    if not isinstance(decision, BatchOutcome):
+                        retries[asyncio.ensure_future(asyncio.sleep(decision))] = job
+                        continue
+                    outcome = decision
+                ready[job.batch.index] = outcome
+        for index in sorted(ready):
+            yield ready.pop(index)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        error = exc
+        core.stop.set()
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        guard.remove()
+        for task in [*running, *retries]:
+            task.cancel()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        core.close(error)
+    stop = core.stop_error()
+    if stop is not None:
+        raise stop

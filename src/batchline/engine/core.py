@@ -1,0 +1,476 @@
+"""The deciding core of a run, shared by the sync, threaded and asyncio drivers.
+
+The core plans batches, loads what a resumed run already has, validates results,
+commits each batch in one transaction before reporting it, decides retries, counts,
+and calls hooks. It never sleeps and never waits: drivers do that, which keeps the
+hard logic the same whatever carries it out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchline.engine.hooks import call_hook
+from batchline.engine.keys import Key, key_function
+from batchline.engine.options import RunOptions
+from batchline.engine.outcome import BatchFailure, BatchOutcome, RunResult, RunStats
+from batchline.engine.plan import Batch, Planner
+from batchline.engine.progress import BatchProgress, percentage
+from batchline.engine.signals import StopFlag
+from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError
+from batchline.state.base import BatchCommit, ItemRecord, Lease, RunStatus, StateStore
+from batchline.state.memory import MemoryStateStore
+
+log = logging.getLogger("batchline")
+
+
+@dataclass(slots=True)
+class Job:
+    """One planned batch on its way through the run."""
+
+    batch: Batch[Any]
+    work: Batch[Any]
+    loaded: dict[Key, ItemRecord] = field(default_factory=dict)
+    attempt: int = 0
+    started: float = 0.0
+    wall_started: float = 0.0
+    outcome: BatchOutcome[Any, Any] | None = None
+
+
+def new_run_id() -> str:
+    """A fresh run id: sortable by time, unique."""
+    return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+class RunCore:
+    """State and decisions of one run; drivers call it from a single thread."""
+
+    def __init__(self, items: Iterable[Any], options: RunOptions) -> None:
+        self.options = options
+        self.store: StateStore = options.store or MemoryStateStore(keep_results=False)
+        self.run_id = options.run_id or new_run_id()
+        self.key_function = key_function(options.key)
+        self.planner: Planner[Any] = Planner(
+            items,
+            chunk_size=options.chunk_size,
+            keys_of=self.key_function,
+            skip_duplicates=options.duplicates == "skip",
+        )
+        self.stats = RunStats()
+        self.failures: list[BatchFailure] = []
+        self.stop = StopFlag()
+        self.stopped_on_failure = False
+        self.completed_items = 0
+        self.failed_items = 0
+        self._lease: Lease | None = None
+        self._resuming = False
+        self._started = 0.0
+        self._heartbeat: _Heartbeat | None = None
+        self._display: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the run's lease (creating or resuming it) and start the clock."""
+        meta: dict[str, Any] = {"chunk_size": self.options.chunk_size}
+        if isinstance(self.options.key, str):
+            meta["key"] = self.options.key
+        if self.options.meta:
+            meta.update(self.options.meta)
+        self._lease = self.store.acquire(self.run_id, meta=meta)
+        self._resuming = self._lease.committed_items > 0
+        if self._resuming:
+            log.info(
+                "resuming run %r: %d items already in %s",
+                self.run_id,
+                self._lease.committed_items,
+                self.store.location,
+            )
+        self._started = time.perf_counter()
+        ttl = getattr(self.store, "lease_ttl", None)
+        if isinstance(ttl, int | float) and ttl > 0:
+            self._heartbeat = _Heartbeat(self.store, self._lease, ttl / 3)
+        from batchline.observe.progress import auto_display  # noqa: PLC0415 - rich is heavy
+
+        self._display = auto_display(self.options.progress, self.run_id)
+
+    def close(self, error: BaseException | None = None) -> RunStatus:
+        """Release the lease with the run's final status, and stop helpers."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self.stats.duration = time.perf_counter() - self._started
+        self.stats.batches = self.planner.total_batches or 0
+        self.stats.total = self.planner.planned_items
+        self.stats.skipped = self.planner.duplicates
+        status = self._status(error)
+        if self._display is not None:
+            self._display.close(self.stats)
+        if self._lease is not None:
+            try:
+                self.store.release(self._lease, status, total_items=self.planner.total_items)
+            except StateError as exc:  # lease taken over meanwhile: nothing left to release
+                log.warning("could not release run %r: %s", self.run_id, exc)
+            self._lease = None
+        return status
+
+    def _status(self, error: BaseException | None) -> RunStatus:
+        if isinstance(error, KeyboardInterrupt) or (self.stop and not self.stopped_on_failure):
+            return "interrupted"
+        if self.stopped_on_failure:
+            return "stopped"
+        if error is not None:
+            return "failed"
+        return "failed" if self.failures else "completed"
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run opened."""
+        return time.perf_counter() - self._started
+
+    # -- planning --------------------------------------------------------------------
+
+    def plan(self) -> Iterator[Batch[Any]]:
+        """Batches in plan order (stops early when the run should stop)."""
+        for batch in self.planner:
+            if self.stop:
+                return
+            yield batch
+
+    def prepare(self, batch: Batch[Any]) -> Job:
+        """Make a job; on a resume, load committed items and keep only the rest to run."""
+        if not self._resuming:
+            return Job(batch, batch)
+        records = self.store.lookup(self.run_id, batch.keys)
+        if not records:
+            return Job(batch, batch)
+        keep_failed = not self.options.retry_failed
+        loaded = {
+            key: record for key, record in records.items() if record.status == "done" or keep_failed
+        }
+        if not loaded:
+            return Job(batch, batch)
+        todo = [i for i, key in enumerate(batch.keys) if key not in loaded]
+        job = Job(batch, batch.subset(todo), loaded)
+        if not todo:
+            job.outcome = self._finish(job, [], (), attempts=0, duration=0.0, ran=False)
+        return job
+
+    # -- attempts ----------------------------------------------------------------------
+
+    def begin_attempt(self, job: Job) -> None:
+        """Count the attempt and fire ``on_batch_start``."""
+        job.attempt += 1
+        if job.attempt == 1:
+            job.started = time.perf_counter()
+            job.wall_started = time.time()
+        else:
+            self.stats.retries += 1
+        progress = self._progress(job.batch, job.attempt)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch %d starts (attempt %d)", job.batch.number, job.attempt)
+        if self._display is not None:
+            self._display.start(progress)
+        call_hook("on_batch_start", self.options.on_batch_start, progress)
+
+    def succeed(self, job: Job, raw: Any) -> BatchOutcome[Any, Any]:
+        """Validate and commit a batch's results; a bad result fails the batch instead."""
+        try:
+            results = normalize_results(job.work, raw)
+            self.store.commit_batch(self._lease_or_fail(), self._commit(job, results, ()))
+        except BatchResultError as exc:
+            outcome = self.fail(job, exc)
+            assert isinstance(outcome, BatchOutcome)  # terminal errors are never retried
+            return outcome
+        return self._finish(
+            job, results, (), job.attempt, time.perf_counter() - job.started, ran=True
+        )
+
+    def fail(self, job: Job, error: BaseException) -> float | BatchOutcome[Any, Any]:
+        """Decide about a failed attempt: seconds until the retry, or the final outcome."""
+        delay = None if self.stop else self.options.retry.delay_for(job.attempt, error)
+        if delay is not None:
+            log.warning(
+                "batch %d failed (attempt %d of %d): %s: %s; retrying in %.2fs",
+                job.batch.number,
+                job.attempt,
+                self.options.retry.max_attempts,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            return delay
+        failure = BatchFailure(
+            batch_number=job.batch.number,
+            keys=tuple(job.work.keys),
+            error_type=type(error).__name__,
+            message=str(error),
+            attempts=job.attempt,
+            traceback="".join(traceback.format_exception(error)),
+        )
+        log.warning(
+            "batch %d failed after %d attempt(s): %s: %s",
+            job.batch.number,
+            job.attempt,
+            failure.error_type,
+            failure.message,
+        )
+        failed_rows = [
+            (key, pos, failure.error_type, failure.message)
+            for key, pos in zip(job.work.keys, job.work.positions, strict=True)
+        ]
+        self.store.commit_batch(self._lease_or_fail(), self._commit(job, [], failed_rows))
+        outcome = self._finish(
+            job, [], (failure,), job.attempt, time.perf_counter() - job.started, ran=False
+        )
+        call_hook(
+            "on_batch_error",
+            self.options.on_batch_error,
+            self._progress(job.batch, job.attempt),
+            error,
+        )
+        if self.options.on_error == "stop":
+            self.stopped_on_failure = True
+            self.stop.set()
+        return outcome
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _lease_or_fail(self) -> Lease:
+        if self._lease is None:
+            raise StateError(f"run {self.run_id!r} is not open; iterate the stream to start it")
+        if self._heartbeat is not None and self._heartbeat.error is not None:
+            raise self._heartbeat.error
+        return self._lease
+
+    def _commit(
+        self, job: Job, results: list[Any], failed: list[tuple[Key, int, str, str]] | tuple[()]
+    ) -> BatchCommit:
+        work = job.work
+        return BatchCommit(
+            batch_number=job.batch.number,
+            keys=work.keys if results else (),
+            positions=work.positions if results else (),
+            results=results,
+            failed=failed,
+            attempts=job.attempt,
+            started_at=job.wall_started,
+            duration=time.perf_counter() - job.started,
+        )
+
+    def _finish(
+        self,
+        job: Job,
+        results: list[Any],
+        failures: tuple[BatchFailure, ...],
+        attempts: int,
+        duration: float,
+        *,
+        ran: bool,
+    ) -> BatchOutcome[Any, Any]:
+        """Merge loaded and fresh results, count, and fire ``on_batch_complete`` if ``ran``."""
+        batch = job.batch
+        loaded = job.loaded
+        if not loaded:
+            merged: list[Any] = results if results else [None] * len(batch.items)
+        else:
+            fresh = dict(zip(job.work.keys, results, strict=False)) if results else {}
+            merged = []
+            kept: list[tuple[Key, str, str, int]] = []
+            for key in batch.keys:
+                record = loaded.get(key)
+                if record is None:
+                    merged.append(fresh.get(key))
+                elif record.status == "done":
+                    merged.append(record.result)
+                else:
+                    merged.append(None)
+                    kept.append(
+                        (key, record.error_type or "", record.message or "", record.attempts)
+                    )
+            if kept:
+                from batchline.engine.outcome import group_failures  # noqa: PLC0415
+
+                failures = (*group_failures(batch.number, kept), *failures)
+        failed = sum(len(f.keys) for f in failures)
+        size = len(batch.items)
+        stats = self.stats
+        stats.succeeded += size - failed
+        stats.failed += failed
+        stats.resumed += len(loaded)
+        self.completed_items += size
+        self.failed_items += failed
+        if failures:
+            self.failures.extend(failures)
+        outcome: BatchOutcome[Any, Any] = BatchOutcome(
+            batch=batch,
+            results=merged,
+            failures=failures,
+            resumed=not job.work.items,
+            resumed_items=len(loaded),
+            attempts=attempts,
+            duration=duration,
+        )
+        progress = self._progress(batch, max(attempts, 1))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch %d done: %d ok, %d failed", batch.number, size - failed, failed)
+        if self._display is not None:
+            self._display.complete(progress, outcome)
+        if ran:
+            call_hook("on_batch_complete", self.options.on_batch_complete, progress, outcome)
+        return outcome
+
+    def _progress(self, batch: Batch[Any], attempt: int) -> BatchProgress:
+        total = self.planner.total_items
+        done = self.completed_items
+        return BatchProgress(
+            run_id=self.run_id,
+            batch_number=batch.number,
+            total_batches=self.planner.total_batches if batch.total is None else batch.total,
+            batch_size=len(batch.items),
+            completed_items=done,
+            total_items=total,
+            percentage=percentage(done, total),
+            elapsed=self.elapsed,
+            is_first=batch.index == 0,
+            is_last=batch.is_last,
+            attempt=attempt,
+            failed_items=self.failed_items,
+        )
+
+    # -- ending --------------------------------------------------------------------------
+
+    def partial(self, results: list[Any] | None = None) -> RunResult[Any]:
+        """The result so far (``results`` as collected by the caller, if any)."""
+        return RunResult(self.run_id, results or [], list(self.failures), self.stats)
+
+    def stop_error(self, results: list[Any] | None = None) -> BatchRunError | None:
+        """The error to raise when the run ended early, or None when it ran to the end."""
+        if self.stopped_on_failure:
+            first = self.failures[0] if self.failures else None
+            reason = f": {first.error_type}: {first.message}" if first else ""
+            return BatchRunError(
+                f"run {self.run_id!r} stopped after batch "
+                f"{first.batch_number if first else '?'} failed{reason} "
+                '(on_error="stop"). Fix the cause and resume with the same store and run_id '
+                'to run only the missing and failed items, or pass on_error="continue".',
+                self.partial(results),
+            )
+        if self.stop:
+            return self.interrupted(results)
+        return None
+
+    def interrupted(self, results: list[Any] | None = None) -> RunInterrupted:
+        """A ``RunInterrupted`` whose message says how to resume."""
+        import signal  # noqa: PLC0415
+
+        signum = self.stop.signal_number
+        name = signal.Signals(signum).name if signum else "an interrupt"
+        total = self.planner.total_items
+        remaining = "the missing" if total is None else f"the {total - self.stats.succeeded}"
+        if isinstance(self.store, MemoryStateStore):
+            where = (
+                "its state is in memory: resume in this process by passing the same "
+                "MemoryStateStore and run_id (use SQLiteStateStore for runs that outlive "
+                "the process)"
+            )
+        else:
+            where = (
+                f"its state is saved in {self.store.location}. Resume with the same store and "
+                f"run_id={self.run_id!r} to run only {remaining} unfinished items"
+            )
+        return RunInterrupted(
+            f"run {self.run_id!r} interrupted by {name} after {self.completed_items} items; "
+            f"{where}.",
+            self.partial(results),
+            signum,
+        )
+
+
+def normalize_results(batch: Batch[Any], raw: Any) -> list[Any]:
+    """One result per item of ``batch``, in order, from a list or a ``{key: result}`` dict."""
+    keys = batch.keys
+    if isinstance(raw, Mapping):
+        missing = [key for key in keys if key not in raw]
+        extra = len(raw) - (len(keys) - len(missing))
+        if missing or extra:
+            detail = f"no result for item {missing[0]!r}" if missing else "results for unknown keys"
+            if missing and len(missing) > 1:
+                detail += f" (and {len(missing) - 1} more)"
+            raise BatchResultError(
+                f"batch {batch.number}: the batch function returned a dict of {len(raw)} results "
+                f"for {len(keys)} items: {detail}. Return {{key: result}} for exactly the keys "
+                "in batch.keys, or a list aligned with batch.items."
+            )
+        return [raw[key] for key in keys]
+    if isinstance(raw, list):
+        results = raw
+    elif isinstance(raw, tuple):
+        results = list(raw)
+    elif raw is None or isinstance(raw, str | bytes) or not isinstance(raw, Iterable):
+        raise BatchResultError(
+            f"batch {batch.number}: the batch function returned {type(raw).__name__}; expected "
+            f"a list of {len(keys)} results (one per item of batch.items, in order) or a dict "
+            "{key: result}."
+        )
+    else:
+        results = list(raw)
+    if len(results) != len(keys):
+        at = min(len(results), len(keys))
+        which = keys[at] if at < len(keys) else None
+        detail = (
+            f"item {which!r} (position {batch.positions[at]}) has no result"
+            if which is not None
+            else "there are more results than items"
+        )
+        raise BatchResultError(
+            f"batch {batch.number}: the batch function returned {len(results)} results for "
+            f"{len(keys)} items; {detail}. Return exactly one result per item, in batch.items "
+            "order, or a dict {key: result}."
+        )
+    return results
+
+
+class _Heartbeat:
+    """Keeps a lease alive from a daemon thread while batches run."""
+
+    def __init__(self, store: StateStore, lease: Lease, every: float) -> None:
+        self._store = store
+        self._lease = lease
+        self._every = every
+        self._done = threading.Event()
+        self.error: StateError | None = None
+        self._thread = threading.Thread(target=self._beat, name="batchline-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._every):
+            try:
+                self._store.heartbeat(self._lease)
+            except StateError as exc:
+                self.error = exc
+                return
+            except Exception:  # a busy database: try again on the next beat
+                log.debug("heartbeat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def call_sync(fn: Callable[[Any], Any], batch: Batch[Any]) -> Any:
+    """Call a batch function from synchronous code; an async function gets its own loop."""
+    result = fn(batch)
+    if hasattr(result, "__await__"):
+        import asyncio  # noqa: PLC0415
+
+        async def _await() -> Any:
+            return await result
+
+        return asyncio.run(_await())
+    return result

@@ -1,0 +1,1 @@
+"""Observability: progress display (tracing and logging helpers join here)."""

@@ -1,0 +1,70 @@
+"""A rich progress bar for runs: items/s, ETA, failures. Only on a terminal by default."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from batchline.engine.outcome import BatchOutcome, RunStats
+from batchline.engine.progress import BatchProgress
+
+
+class RichDisplay:
+    """Draws one progress bar on stderr for the duration of a run."""
+
+    def __init__(self, run_id: str) -> None:
+        from rich.console import Console  # noqa: PLC0415 - import rich only when drawing
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} items/s"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = self._progress.add_task(run_id, total=None, rate="-", failed=0)
+        self._progress.start()
+
+    def start(self, progress: BatchProgress) -> None:
+        """A batch started: learn the total once it is known."""
+        if progress.total_items is not None:
+            self._progress.update(self._task, total=progress.total_items)
+
+    def complete(self, progress: BatchProgress, outcome: BatchOutcome[Any, Any]) -> None:
+        """A batch finished: advance the bar."""
+        del outcome
+        rate = progress.completed_items / progress.elapsed if progress.elapsed > 0 else 0.0
+        self._progress.update(
+            self._task,
+            completed=progress.completed_items,
+            total=progress.total_items,
+            rate=f"{rate:,.0f}",
+            failed=progress.failed_items,
+        )
+
+    def close(self, stats: RunStats) -> None:
+        """Draw the final state and release the terminal."""
+        self._progress.update(self._task, completed=stats.succeeded + stats.failed)
+        self._progress.stop()
+
+
+def auto_display(setting: bool | None, run_id: str) -> RichDisplay | None:
+    """A display when asked (True), or when stderr is a terminal (None)."""
+    if setting is False:
+        return None
+    if setting is None and not sys.stderr.isatty():
+        return None
+    return RichDisplay(run_id)

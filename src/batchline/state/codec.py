@@ -1,0 +1,48 @@
+"""Results are JSON: checked for every store, encoded for the stores that persist them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from batchline.engine.keys import Key
+from batchline.errors import BatchResultError
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+encode = _ENCODER.encode
+decode = json.loads
+
+
+def _not_json(batch_number: int, key: Key, value: Any, error: Exception) -> BatchResultError:
+    return BatchResultError(
+        f"batch {batch_number}: the result for item {key!r} is not JSON-serialisable "
+        f"({type(value).__name__}: {error}). Return plain data (dict, list, str, int, "
+        "float, bool, None), e.g. convert objects with .model_dump() or dataclasses.asdict()."
+    )
+
+
+def check_json(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> None:
+    """Raise ``BatchResultError`` naming the first result that is not JSON-serialisable."""
+    scalars = _SCALARS
+    if all(type(value) in scalars for value in results):
+        if any(type(value) is float for value in results):
+            encode_each(batch_number, keys, results)
+        return
+    try:
+        encode(list(results))
+    except (TypeError, ValueError, RecursionError):
+        encode_each(batch_number, keys, results)
+
+
+def encode_each(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> list[str]:
+    """Each result as JSON text; ``BatchResultError`` names the item that cannot be encoded."""
+    out: list[str] = []
+    append = out.append
+    for key, value in zip(keys, results, strict=True):
+        try:
+            append(encode(value))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise _not_json(batch_number, key, value, exc) from None
+    return out

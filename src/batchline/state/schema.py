@@ -1,0 +1,124 @@
+"""The SQLite schema, its version, and the migrations that bring old files up to date.
+
+``MIGRATIONS[n]`` turns a version ``n - 1`` database into version ``n``; each runs in
+the same transaction as the version bump, so a file is never half-migrated. A file
+written by a newer batchline (a higher version) is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from batchline.errors import StateError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            status TEXT NOT NULL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            total_items INTEGER,
+            lease_token TEXT,
+            lease_pid INTEGER,
+            lease_host TEXT,
+            lease_started TEXT,
+            heartbeat_at REAL
+        )
+        """
+    )
+    # Keys keep their type (no column affinity): 1 and '1' are different keys.
+    db.execute(
+        """
+        CREATE TABLE items (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            key NOT NULL,
+            position INTEGER NOT NULL,
+            batch INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            result TEXT,
+            error_type TEXT,
+            message TEXT,
+            PRIMARY KEY (run, key)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE batches (
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            duration REAL NOT NULL,
+            PRIMARY KEY (run, number)
+        ) WITHOUT ROWID
+        """
+    )
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1}
+CURRENT_VERSION = max(MIGRATIONS)
+
+
+def read_version(db: sqlite3.Connection) -> int:
+    """The schema version of an open database (0 for a new, empty file)."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(
+    db: sqlite3.Connection, path: str, migrations: dict[int, Migration] | None = None
+) -> int:
+    """Bring ``db`` to the latest version, one transaction per step; return that version.
+
+    Raises:
+        StateError: the file was written by a newer batchline.
+    """
+    steps = MIGRATIONS if migrations is None else migrations
+    target = max(steps)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = read_version(db)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if version > target:
+        raise StateError(
+            f"state file {path} has schema version {version}, but this batchline knows up to "
+            f"version {target}. Upgrade batchline (pip install -U batchline) to open it."
+        )
+    while version < target:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = read_version(db)  # another process may have migrated meanwhile
+            if current != version:
+                db.execute("COMMIT")
+                version = current
+                continue
+            steps[version + 1](db)
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            db.execute("DELETE FROM schema_version")
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        version += 1
+    return version
