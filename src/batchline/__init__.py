@@ -1,5 +1,7 @@
 """batchline: run large collections of items through LLM and agent work in durable batches."""
 
+import logging
+
 from batchline.engine import (
     Batch,
     BatchFailure,
@@ -26,6 +28,9 @@ from batchline.errors import (
     TransientError,
 )
 from batchline.state import MemoryStateStore, RunInfo, SQLiteStateStore, StateStore
+
+# The library convention: silent unless the application configures logging.
+logging.getLogger("batchline").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

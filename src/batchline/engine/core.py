@@ -196,7 +196,7 @@ class RunCore:
         """Decide about a failed attempt: seconds until the retry, or the final outcome."""
         delay = None if self.stop else self.options.retry.delay_for(job.attempt, error)
         if delay is not None:
-            log.warning(
+            log.info(
                 "batch %d failed (attempt %d of %d): %s: %s; retrying in %.2fs",
                 job.batch.number,
                 job.attempt,

@@ -36,6 +36,15 @@ def check_json(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -
         encode_each(batch_number, keys, results)
 
 
+def encode_batch(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> str:
+    """All results of a batch as one JSON array; ``BatchResultError`` names a bad item."""
+    try:
+        return encode(results if isinstance(results, list) else list(results))
+    except (TypeError, ValueError, RecursionError):
+        encode_each(batch_number, keys, results)
+        raise AssertionError("unreachable: some result failed to encode") from None
+
+
 def encode_each(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> list[str]:
     """Each result as JSON text; ``BatchResultError`` names the item that cannot be encoded."""
     out: list[str] = []
@@ -46,3 +55,24 @@ def encode_each(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) 
         except (TypeError, ValueError, RecursionError) as exc:
             raise _not_json(batch_number, key, value, exc) from None
     return out
+
+
+def encode_keys(keys: Sequence[Key]) -> str:
+    """Keys as a JSON array (str and int keys keep their type)."""
+    return encode(keys if isinstance(keys, list) else list(keys))
+
+
+def encode_positions(positions: Sequence[int]) -> str:
+    """Positions as ``"start:stop"`` for a contiguous run, else a JSON array."""
+    if isinstance(positions, range) and positions.step == 1:
+        return f"{positions.start}:{positions.stop}"
+    return encode(list(positions))
+
+
+def decode_positions(text: str) -> Sequence[int]:
+    """The inverse of ``encode_positions``."""
+    if text.startswith("["):
+        values: list[int] = decode(text)
+        return values
+    start, _, stop = text.partition(":")
+    return range(int(start), int(stop))

@@ -34,34 +34,50 @@ def _v1(db: sqlite3.Connection) -> None:
         )
         """
     )
-    # Keys keep their type (no column affinity): 1 and '1' are different keys.
+    # One row per committed batch attempt: the succeeded items' keys, positions and
+    # results as JSON arrays, encoded and decoded once per batch rather than per item.
+    db.execute(
+        """
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            batch INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            duration REAL NOT NULL,
+            keys TEXT NOT NULL,
+            positions TEXT NOT NULL,
+            results TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX chunks_by_run ON chunks (run, batch)")
+    # One narrow row per item: which chunk holds it. Keys keep their type (no column
+    # affinity), so 1 and '1' are different keys.
     db.execute(
         """
         CREATE TABLE items (
             run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
             key NOT NULL,
-            position INTEGER NOT NULL,
-            batch INTEGER NOT NULL,
+            chunk INTEGER NOT NULL,
             status TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            result TEXT,
-            error_type TEXT,
-            message TEXT,
             PRIMARY KEY (run, key)
         ) WITHOUT ROWID
         """
     )
     db.execute(
         """
-        CREATE TABLE batches (
+        CREATE TABLE failures (
             run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            number INTEGER NOT NULL,
-            size INTEGER NOT NULL,
-            failed INTEGER NOT NULL,
+            key NOT NULL,
+            position INTEGER NOT NULL,
+            batch INTEGER NOT NULL,
             attempts INTEGER NOT NULL,
-            started_at REAL NOT NULL,
-            duration REAL NOT NULL,
-            PRIMARY KEY (run, number)
+            error_type TEXT NOT NULL,
+            message TEXT NOT NULL,
+            PRIMARY KEY (run, key)
         ) WITHOUT ROWID
         """
     )

@@ -15,7 +15,13 @@ from typing import Any
 from batchline.engine.keys import Key
 from batchline.errors import RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
-from batchline.state.codec import decode, encode_each
+from batchline.state.codec import (
+    decode,
+    decode_positions,
+    encode_batch,
+    encode_keys,
+    encode_positions,
+)
 from batchline.state.lease import (
     DEFAULT_TTL,
     Holder,
@@ -27,7 +33,8 @@ from batchline.state.lease import (
 from batchline.state.schema import migrate
 
 _LOOKUP_CHUNK = 500
-_ITEM_COLUMNS = "key, position, batch, status, attempts, result, error_type, message"
+_CHUNK_COLUMNS = "batch, attempts, keys, positions, results"
+_FAILURE_COLUMNS = "key, position, batch, attempts, error_type, message"
 
 
 class SQLiteStateStore:
@@ -170,63 +177,106 @@ class SQLiteStateStore:
             )
 
     def lookup(self, run_id: str, keys: Sequence[Key]) -> dict[Key, ItemRecord]:
-        """Committed records among ``keys``."""
+        """Committed records among ``keys`` (each batch's results decoded once)."""
         pk = self._run_pks.get(run_id) or self._find_pk(run_id)
-        if pk is None:
+        if pk is None or not keys:
             return {}
         found: dict[Key, ItemRecord] = {}
         with self._lock:
+            rows: list[tuple[Any, ...]] = []
             for start in range(0, len(keys), _LOOKUP_CHUNK):
                 part = keys[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(part))
-                rows = self._db.execute(
-                    f"SELECT {_ITEM_COLUMNS} FROM items WHERE run = ? AND key IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                rows += self._db.execute(
+                    f"SELECT key, chunk, status FROM items WHERE run = ? AND key IN ({marks})",  # noqa: S608 - only placeholders are interpolated
                     (pk, *part),
                 ).fetchall()
-                for row in rows:
-                    found[row[0]] = _record(row)
-        return found
+            if not rows:
+                return found
+            done_chunks = {chunk for _, chunk, status in rows if status == "done"}
+            for chunk in self._load_chunks(done_chunks):
+                found.update(chunk.records())
+            failed = [key for key, _, status in rows if status == "failed"]
+            for start in range(0, len(failed), _LOOKUP_CHUNK):
+                part = failed[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(part))
+                for row in self._db.execute(
+                    f"SELECT {_FAILURE_COLUMNS} FROM failures WHERE run = ? AND key IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                    (pk, *part),
+                ):
+                    found[row[0]] = _failure(row)
+        current = {key: status for key, _, status in rows}
+        return {key: record for key, record in found.items() if current.get(key) == record.status}
+
+    def _load_chunks(self, ids: set[int]) -> list[_Chunk]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [
+            _Chunk(*row)
+            for row in self._db.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                tuple(ids),
+            )
+        ]
 
     def commit_batch(self, lease: Lease, commit: BatchCommit) -> None:
         """Write one batch atomically, after checking the lease is still ours."""
-        encoded = encode_each(commit.batch_number, commit.keys, commit.results)
+        keys = commit.keys
         number = commit.batch_number
-        attempts = commit.attempts
-        now = time.time()
+        results = encode_batch(number, keys, commit.results) if keys else "[]"
+        key_text = encode_keys(keys)
+        position_text = encode_positions(commit.positions)
+        failed = commit.failed
         with self._transaction() as db:
-            pk = self._touch(db, lease, now)
-            if encoded:
-                db.executemany(
-                    "INSERT OR REPLACE INTO items (run, key, position, batch, status, attempts,"
-                    " result) VALUES (?, ?, ?, ?, 'done', ?, ?)",
-                    [
-                        (pk, key, position, number, attempts, text)
-                        for key, position, text in zip(
-                            commit.keys, commit.positions, encoded, strict=True
-                        )
-                    ],
-                )
-            if commit.failed:
-                db.executemany(
-                    "INSERT OR REPLACE INTO items (run, key, position, batch, status, attempts,"
-                    " error_type, message) VALUES (?, ?, ?, ?, 'failed', ?, ?, ?)",
-                    [
-                        (pk, key, position, number, attempts, error_type, message)
-                        for key, position, error_type, message in commit.failed
-                    ],
-                )
-            db.execute(
-                "INSERT OR REPLACE INTO batches (run, number, size, failed, attempts, started_at,"
-                " duration) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            pk = self._touch(db, lease, time.time())
+            chunk = db.execute(
+                "INSERT INTO chunks (run, batch, size, failed, attempts, started_at, duration,"
+                " keys, positions, results) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     pk,
                     number,
-                    len(encoded) + len(commit.failed),
-                    len(commit.failed),
-                    attempts,
+                    len(keys) + len(failed),
+                    len(failed),
+                    commit.attempts,
                     commit.started_at,
                     commit.duration,
+                    key_text,
+                    position_text,
+                    results,
                 ),
+            ).lastrowid
+            if keys:
+                db.executemany(
+                    "INSERT OR REPLACE INTO items (run, key, chunk, status)"
+                    " VALUES (?, ?, ?, 'done')",
+                    [(pk, key, chunk) for key in keys],
+                )
+                if lease.resumed:  # items that failed before and succeed now
+                    self._forget_failures(db, pk, keys)
+            if failed:
+                db.executemany(
+                    "INSERT OR REPLACE INTO items (run, key, chunk, status)"
+                    " VALUES (?, ?, ?, 'failed')",
+                    [(pk, row[0], chunk) for row in failed],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO failures (run, key, position, batch, attempts,"
+                    " error_type, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (pk, key, position, number, commit.attempts, error_type, message)
+                        for key, position, error_type, message in failed
+                    ],
+                )
+
+    @staticmethod
+    def _forget_failures(db: sqlite3.Connection, pk: int, keys: Sequence[Key]) -> None:
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            part = keys[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(part))
+            db.execute(
+                f"DELETE FROM failures WHERE run = ? AND key IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+                (pk, *part),
             )
 
     def list_runs(self) -> list[RunInfo]:
@@ -253,33 +303,63 @@ class SQLiteStateStore:
         return _info(row, counts.get(row[0], {}))
 
     def iter_items(self, run_id: str, status: ItemStatus | None = None) -> Iterator[ItemRecord]:
-        """Committed items in input order, read in pages (memory stays small)."""
+        """Committed items in input order, read a page of batches at a time."""
         pk = self._find_pk(run_id)
         if pk is None:
             raise StateError(self._unknown(run_id))
-        last = -1
+        last = 0
         while True:
             with self._lock:
-                query = (
-                    f"SELECT {_ITEM_COLUMNS} FROM items WHERE run = ? AND position > ?"  # noqa: S608 - constant columns
-                    + (" AND status = ?" if status else "")
-                    + " ORDER BY position LIMIT 1000"
+                numbers = [
+                    int(row[0])
+                    for row in self._db.execute(
+                        "SELECT DISTINCT batch FROM chunks WHERE run = ? AND batch > ?"
+                        " ORDER BY batch LIMIT 50",
+                        (pk, last),
+                    )
+                ]
+                if not numbers:
+                    return
+                page = self._page(pk, numbers[0], numbers[-1], status)
+            yield from sorted(page, key=lambda record: record.position)
+            last = numbers[-1]
+
+    def _page(self, pk: int, first: int, last: int, status: ItemStatus | None) -> list[ItemRecord]:
+        """Current records of batches ``first``..``last`` (latest state of each item)."""
+        current: dict[Key, str] = {}
+        chunk_ids: set[int] = set()
+        for key, chunk, item_status in self._db.execute(
+            "SELECT i.key, i.chunk, i.status FROM items AS i JOIN chunks AS c ON c.id = i.chunk"
+            " WHERE i.run = ? AND c.batch BETWEEN ? AND ?",
+            (pk, first, last),
+        ):
+            current[key] = item_status
+            if item_status == "done":
+                chunk_ids.add(chunk)
+        records: list[ItemRecord] = []
+        if status in (None, "done"):
+            for chunk in self._load_chunks(chunk_ids):
+                records.extend(
+                    record for key, record in chunk.records().items() if current.get(key) == "done"
                 )
-                args: tuple[Any, ...] = (pk, last, status) if status else (pk, last)
-                rows = self._db.execute(query, args).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield _record(row)
-            last = int(rows[-1][1])
+        if status in (None, "failed"):
+            records.extend(
+                _failure(row)
+                for row in self._db.execute(
+                    f"SELECT {_FAILURE_COLUMNS} FROM failures"  # noqa: S608 - constant columns
+                    " WHERE run = ? AND batch BETWEEN ? AND ?",
+                    (pk, first, last),
+                )
+            )
+        return records
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run, its items and batches."""
         with self._transaction() as db:
             pk = self._find_pk(run_id)
             if pk is not None:
-                db.execute("DELETE FROM items WHERE run = ?", (pk,))
-                db.execute("DELETE FROM batches WHERE run = ?", (pk,))
+                for table in ("items", "failures", "chunks"):
+                    db.execute(f"DELETE FROM {table} WHERE run = ?", (pk,))  # noqa: S608 - constant names
                 db.execute("DELETE FROM runs WHERE id = ?", (pk,))
         self._run_pks.pop(run_id, None)
 
@@ -323,17 +403,30 @@ class SQLiteStateStore:
         )
 
 
-def _record(row: tuple[Any, ...]) -> ItemRecord:
-    key, position, batch, status, attempts, result, error_type, message = row
+class _Chunk:
+    """One committed batch attempt, decoded."""
+
+    __slots__ = ("attempts", "batch", "keys", "positions", "results")
+
+    def __init__(self, batch: int, attempts: int, keys: str, positions: str, results: str) -> None:
+        self.batch = int(batch)
+        self.attempts = int(attempts)
+        self.keys: list[Key] = decode(keys)
+        self.positions = decode_positions(positions)
+        self.results: list[Any] = decode(results)
+
+    def records(self) -> dict[Key, ItemRecord]:
+        batch, attempts = self.batch, self.attempts
+        return {
+            key: ItemRecord(key, position, batch, "done", attempts, result)
+            for key, position, result in zip(self.keys, self.positions, self.results, strict=True)
+        }
+
+
+def _failure(row: tuple[Any, ...]) -> ItemRecord:
+    key, position, batch, attempts, error_type, message = row
     return ItemRecord(
-        key=key,
-        position=int(position),
-        batch_number=int(batch),
-        status=status,
-        attempts=int(attempts),
-        result=decode(result) if result is not None else None,
-        error_type=error_type,
-        message=message,
+        key, int(position), int(batch), "failed", int(attempts), None, error_type, message
     )
 
 
