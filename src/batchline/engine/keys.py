@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -126,89 +125,115 @@ def _check_key_types(keys: list[Key], start: int, source: str) -> None:
 
 
 _EXACT_LIMIT = 1 << 17
+_EMPTY = 0
+_ZERO_STANDIN = 0x5BD1E9955BD1E995  # the hash 0 marks an empty slot, so 0 is stored as this
 
 
 class KeyIndex:
     """Remembers every key of a run and finds duplicates, in bounded memory.
 
     Up to 131,072 keys are held exactly in a dict (key -> position). Past that, keys
-    move into sorted 64-bit hash segments (16 bytes per key, merged like an LSM tree),
-    so 1,000,000 keys cost about 16 MB instead of about 100 MB. A 64-bit hash can
-    collide (odds about 1 in 30 million for a million keys); such a collision would be
-    reported as a duplicate, never missed.
+    move into an open-addressing table of 64-bit hashes and 32-bit positions kept in
+    flat arrays (12 bytes a slot, at most half full), so a million keys cost
+    about 25 MB instead of about 130 MB. Two different keys with the same 64-bit hash
+    (odds about 1 in 30 million for a million keys) would be reported as duplicates,
+    never missed.
     """
 
-    __slots__ = ("_exact", "_segments")
+    __slots__ = ("_count", "_exact", "_hashes", "_mask", "_positions")
 
     def __init__(self) -> None:
-        self._exact: dict[Key, int] = {}
-        self._segments: list[tuple[array[int], array[int]]] = []
+        self._exact: dict[Key, int] | None = {}
+        self._hashes = array("q")
+        self._positions = array("i")
+        self._mask = 0
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._exact) + sum(len(hashes) for hashes, _ in self._segments)
+        return len(self._exact) if self._exact is not None else self._count
 
     def add_batch(self, keys: list[Key], start: int, *, skip: bool) -> list[int] | None:
         """Record ``keys`` (positions ``start``, ``start + 1``, ...).
 
         Returns None when every key is new. Otherwise, with ``skip``, returns the
         offsets (within ``keys``) of the keys to keep; without it raises
-        ``DuplicateKeyError``. Nothing is recorded for a batch that raises.
+        ``DuplicateKeyError`` naming the key and both positions.
         """
         exact = self._exact
-        fresh = exact.keys().isdisjoint(keys) and len(set(keys)) == len(keys)
-        if fresh and self._segments:
-            fresh = not any(self._segment_position(key) is not None for key in keys)
-        if fresh:
+        if exact is None:
+            return self._add_hashed(keys, start, skip)
+        if exact.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
             exact.update(zip(keys, range(start, start + len(keys)), strict=True))
-            self._maybe_spill()
+            if len(exact) >= _EXACT_LIMIT:
+                self._spill(exact)
             return None
         keep: list[int] = []
-        local: dict[Key, int] = {}
         for offset, key in enumerate(keys):
             first = exact.get(key)
             if first is None:
-                first = local.get(key)
-            if first is None and self._segments:
-                first = self._segment_position(key)
-            if first is None:
-                local[key] = start + offset
+                exact[key] = start + offset
                 keep.append(offset)
             elif not skip:
                 raise DuplicateKeyError(key, first, start + offset)
-        exact.update(local)
-        self._maybe_spill()
+        if len(exact) >= _EXACT_LIMIT:
+            self._spill(exact)
         return keep
 
-    def _segment_position(self, key: Key) -> int | None:
-        code = _hash64(key)
-        for hashes, positions in self._segments:
-            at = bisect_left(hashes, code)
-            if at < len(hashes) and hashes[at] == code:
-                return positions[at]
-        return None
+    def _spill(self, exact: dict[Key, int]) -> None:
+        self._exact = None
+        self._resize(4 * len(exact))
+        for key, position in exact.items():
+            self._insert(_hash64(key), position)
 
-    def _maybe_spill(self) -> None:
-        if len(self._exact) < _EXACT_LIMIT:
-            return
-        pairs = sorted((_hash64(key), position) for key, position in self._exact.items())
-        self._exact = {}
-        self._segments.append(_segment(pairs))
-        # Merge equal-sized neighbours so lookups touch O(log n) segments.
-        while len(self._segments) > 1 and len(self._segments[-2][0]) <= len(self._segments[-1][0]):
-            newer = self._segments.pop()
-            older = self._segments.pop()
-            merged = sorted([*zip(older[0], older[1], strict=True), *zip(*newer, strict=True)])
-            self._segments.append(_segment(merged))
+    def _add_hashed(self, keys: list[Key], start: int, skip: bool) -> list[int] | None:
+        keep: list[int] = []
+        clean = True
+        for offset, key in enumerate(keys):
+            first = self._insert(_hash64(key), start + offset)
+            if first is None:
+                keep.append(offset)
+                continue
+            if not skip:
+                raise DuplicateKeyError(key, first, start + offset)
+            clean = False
+        return None if clean else keep
 
+    def _insert(self, code: int, position: int) -> int | None:
+        """Add ``code`` at ``position``; return the earlier position if it was there."""
+        if 2 * (self._count + 1) > len(self._hashes):
+            self._resize(2 * len(self._hashes))
+        hashes, mask = self._hashes, self._mask
+        slot = code & mask
+        while True:
+            found = hashes[slot]
+            if found == _EMPTY:
+                hashes[slot] = code
+                try:
+                    self._positions[slot] = position
+                except OverflowError:  # past 2**31 items: widen the positions
+                    self._positions = array("q", self._positions)
+                    self._positions[slot] = position
+                self._count += 1
+                return None
+            if found == code:
+                return int(self._positions[slot])
+            slot = (slot + 1) & mask
 
-def _segment(pairs: list[tuple[int, int]]) -> tuple[array[int], array[int]]:
-    return array("q", (h for h, _ in pairs)), array("q", (p for _, p in pairs))
+    def _resize(self, size: int) -> None:
+        capacity = 1 << max(4, (size - 1).bit_length())
+        old_hashes, old_positions = self._hashes, self._positions
+        self._hashes = array("q", bytes(8 * capacity))
+        self._positions = array(old_positions.typecode, bytes(old_positions.itemsize * capacity))
+        self._mask = capacity - 1
+        self._count = 0
+        for code, position in zip(old_hashes, old_positions, strict=True):
+            if code != _EMPTY:
+                self._insert(code, position)
 
 
 _INT64 = (1 << 63) - 1
 
 
 def _hash64(key: Key) -> int:
-    if type(key) is int and -_INT64 <= key <= _INT64:
-        return key
-    return hash(key)
+    code = key if type(key) is int and -_INT64 <= key <= _INT64 else hash(key)
+    return code if code != _EMPTY else _ZERO_STANDIN
