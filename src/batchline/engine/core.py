@@ -172,12 +172,15 @@ class RunCore:
             job.wall_started = time.time()
         else:
             self.stats.retries += 1
-        progress = self._progress(job.batch, job.attempt)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch %d starts (attempt %d)", job.batch.number, job.attempt)
+        hook = self.options.on_batch_start
+        if hook is None and self._display is None:
+            return  # nobody is watching: skip building the progress object
+        progress = self._progress(job.batch, job.attempt)
         if self._display is not None:
             self._display.start(progress)
-        call_hook("on_batch_start", self.options.on_batch_start, progress)
+        call_hook("on_batch_start", hook, progress)
 
     def succeed(self, job: Job, raw: Any) -> BatchOutcome[Any, Any]:
         """Validate and commit a batch's results; a bad result fails the batch instead."""
@@ -317,13 +320,15 @@ class RunCore:
             attempts=attempts,
             duration=duration,
         )
-        progress = self._progress(batch, max(attempts, 1))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch %d done: %d ok, %d failed", batch.number, size - failed, failed)
+        hook = self.options.on_batch_complete if ran else None
+        if hook is None and self._display is None:
+            return outcome
+        progress = self._progress(batch, max(attempts, 1))
         if self._display is not None:
             self._display.complete(progress, outcome)
-        if ran:
-            call_hook("on_batch_complete", self.options.on_batch_complete, progress, outcome)
+        call_hook("on_batch_complete", hook, progress, outcome)
         return outcome
 
     def _progress(self, batch: Batch[Any], attempt: int) -> BatchProgress:

@@ -25,13 +25,13 @@ def _not_json(batch_number: int, key: Key, value: Any, error: Exception) -> Batc
 
 def check_json(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> None:
     """Raise ``BatchResultError`` naming the first result that is not JSON-serialisable."""
-    scalars = _SCALARS
-    if all(type(value) in scalars for value in results):
-        if any(type(value) is float for value in results):
+    kinds = set(map(type, results))
+    if kinds <= _SCALARS:
+        if float in kinds:  # NaN and infinity are not JSON
             encode_each(batch_number, keys, results)
         return
     try:
-        encode(list(results))
+        encode(results if isinstance(results, list) else list(results))
     except (TypeError, ValueError, RecursionError):
         encode_each(batch_number, keys, results)
 

@@ -1,0 +1,144 @@
+"""The ``batchline`` command: inspect runs kept in a state file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from batchline.errors import BatchlineError
+from batchline.state.base import ItemStatus, RunInfo
+from batchline.state.sqlite import SQLiteStateStore
+
+DEFAULT_STATE = ".batchline/state.db"
+
+
+def _state_option(func: Any) -> Any:
+    return click.option(
+        "--state",
+        "state",
+        envvar="BATCHLINE_STATE",
+        default=DEFAULT_STATE,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="The SQLite state file (env BATCHLINE_STATE).",
+    )(func)
+
+
+def _open(state: str) -> SQLiteStateStore:
+    if not os.path.exists(state):
+        raise click.ClickException(
+            f"no state file at {state}. Pass --state PATH (the file given to "
+            "SQLiteStateStore), or set BATCHLINE_STATE."
+        )
+    try:
+        return SQLiteStateStore(state)
+    except BatchlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _info_dict(info: RunInfo) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id,
+        "status": info.status,
+        "created_at": _when(info.created_at),
+        "updated_at": _when(info.updated_at),
+        "total_items": info.total_items,
+        "succeeded": info.succeeded,
+        "failed": info.failed,
+        "pending": info.pending,
+        "active_pid": info.active_pid,
+        "active_host": info.active_host,
+        "meta": dict(info.meta),
+    }
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="batchline")
+def main() -> None:
+    """Run large collections of items through LLM and agent work in durable batches."""
+
+
+@main.command("runs")
+@_state_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs_command(state: str, as_json: bool) -> None:
+    """List the runs in a state file, newest first."""
+    store = _open(state)
+    infos = store.list_runs()
+    if as_json:
+        click.echo(json.dumps([_info_dict(info) for info in infos], indent=2))
+        return
+    if not infos:
+        click.echo(f"no runs in {state}")
+        return
+    from rich.console import Console  # noqa: PLC0415 - rich only for tables
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"runs in {state}")
+    for column in ("run id", "status", "created", "succeeded", "failed", "pending"):
+        table.add_column(column, justify="right" if column in {"succeeded", "failed"} else "left")
+    for info in infos:
+        status = info.status + (f" (pid {info.active_pid})" if info.active_pid else "")
+        table.add_row(
+            info.run_id,
+            status,
+            _when(info.created_at),
+            f"{info.succeeded:,}",
+            f"{info.failed:,}",
+            "?" if info.pending is None else f"{info.pending:,}",
+        )
+    Console(soft_wrap=True).print(table)
+
+
+@main.command("show")
+@click.argument("run_id")
+@_state_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--failed", "only_failed", is_flag=True, help="List the failed items.")
+@click.option("--items", "with_items", is_flag=True, help="List every item with its result.")
+def show_command(
+    run_id: str, state: str, as_json: bool, only_failed: bool, with_items: bool
+) -> None:
+    """Show one run: status, counts, and (with --failed / --items) its items."""
+    store = _open(state)
+    try:
+        info = store.get_run(run_id)
+    except BatchlineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    status: ItemStatus | None = "failed" if only_failed else None
+    records = list(store.iter_items(run_id, status)) if (only_failed or with_items) else []
+    if as_json:
+        data = _info_dict(info)
+        if only_failed or with_items:
+            data["items"] = [record._asdict() for record in records]
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    for name, value in _info_dict(info).items():
+        if value not in (None, {}):
+            click.echo(f"{name:>12}: {value}")
+    for record in records:
+        if record.status == "failed":
+            click.echo(
+                f"  {record.key!r:>20}  batch {record.batch_number}  failed after "
+                f"{record.attempts} attempt(s): {record.error_type}: {record.message}"
+            )
+        else:
+            click.echo(f"  {record.key!r:>20}  {json.dumps(record.result)[:100]}")
+    if info.failed and not only_failed:
+        click.echo(
+            f"\n{info.failed} item(s) failed: `batchline show {run_id} --failed` lists them; "
+            "resume the run with the same run_id to retry them."
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
