@@ -25,3 +25,22 @@ def test_demo_is_interrupted_and_resumes(tmp_path: Path) -> None:
     assert "12,000 enriched, 0 failed" in out
     resumed = int(out.split(" resumed from state")[0].rsplit(", ", 1)[-1].replace(",", ""))
     assert 6000 <= resumed < 12000
+
+
+def test_prospects_pipeline_runs_and_resumes(tmp_path: Path) -> None:
+    state = tmp_path / "prospects.db"
+    command = [
+        sys.executable,
+        str(EXAMPLES / "prospects.py"),
+        "fintech in Berlin",
+        "--state",
+        str(state),
+    ]
+    first = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "103 prospects for 'fintech in Berlin'" in first.stdout
+    assert "3 batches, 103 companies enriched, 0 resumed, 0 failed batches" in first.stdout
+    assert "batch 3/3" in first.stderr
+    again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert "103 resumed" in again.stdout
+    assert first.stdout.splitlines()[:6] == again.stdout.splitlines()[:6]

@@ -34,12 +34,16 @@ class MemoryStateStore:
         keep_results: keep every committed item (needed to resume). The engine's
             implicit store for a call without ``store=`` sets it False, so streaming a
             million items does not hold a million results.
+        require_json: reject results that are not JSON, as the SQLite store must, so
+            code that works here works there. Front doors whose values never leave the
+            process (a pipeline without a store) turn it off.
     """
 
-    def __init__(self, *, keep_results: bool = True) -> None:
+    def __init__(self, *, keep_results: bool = True, require_json: bool = True) -> None:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._keep = keep_results
+        self._require_json = require_json
 
     @property
     def location(self) -> str:
@@ -91,7 +95,8 @@ class MemoryStateStore:
 
     def commit_batch(self, lease: Lease, commit: BatchCommit) -> None:
         """Check results are JSON and record them (kept only with ``keep_results``)."""
-        check_json(commit.batch_number, commit.keys, commit.results)
+        if self._require_json:
+            check_json(commit.batch_number, commit.keys, commit.results)
         with self._lock:
             run = self._owned(lease)
             run.updated_at = time.time()
