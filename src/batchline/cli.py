@@ -1,4 +1,4 @@
-"""The ``batchline`` command: inspect runs kept in a state file."""
+"""The ``batchline`` command: run and resume workflows, inspect and export runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ DEFAULT_STATE = ".batchline/state.db"
 
 
 def _state_option(func: Any) -> Any:
+    func = click.option(
+        "--workspace",
+        "workspace",
+        default=None,
+        type=click.Path(file_okay=False),
+        help="A workflow workspace; its state file is WORKSPACE/state.db.",
+    )(func)
     return click.option(
         "--state",
         "state",
@@ -27,6 +34,10 @@ def _state_option(func: Any) -> Any:
         type=click.Path(dir_okay=False),
         help="The SQLite state file (env BATCHLINE_STATE).",
     )(func)
+
+
+def _state_path(state: str, workspace: str | None) -> str:
+    return os.path.join(workspace, "state.db") if workspace else state
 
 
 def _open(state: str) -> SQLiteStateStore:
@@ -70,8 +81,9 @@ def main() -> None:
 @main.command("runs")
 @_state_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def runs_command(state: str, as_json: bool) -> None:
+def runs_command(state: str, workspace: str | None, as_json: bool) -> None:
     """List the runs in a state file, newest first."""
+    state = _state_path(state, workspace)
     store = _open(state)
     infos = store.list_runs()
     if as_json:
@@ -106,9 +118,15 @@ def runs_command(state: str, as_json: bool) -> None:
 @click.option("--failed", "only_failed", is_flag=True, help="List the failed items.")
 @click.option("--items", "with_items", is_flag=True, help="List every item with its result.")
 def show_command(
-    run_id: str, state: str, as_json: bool, only_failed: bool, with_items: bool
+    run_id: str,
+    state: str,
+    workspace: str | None,
+    as_json: bool,
+    only_failed: bool,
+    with_items: bool,
 ) -> None:
     """Show one run: status, counts, and (with --failed / --items) its items."""
+    state = _state_path(state, workspace)
     store = _open(state)
     try:
         info = store.get_run(run_id)
@@ -116,6 +134,11 @@ def show_command(
         raise click.ClickException(str(exc)) from exc
     status: ItemStatus | None = "failed" if only_failed else None
     records = list(store.iter_items(run_id, status)) if (only_failed or with_items) else []
+    if only_failed and info.meta.get("kind") == "workflow":
+        # A workflow's items live in one sub-run per batch step: RUN_ID/STEP.
+        for sub_run in store.list_runs():
+            if sub_run.run_id.startswith(f"{run_id}/"):
+                records += store.iter_items(sub_run.run_id, "failed")
     if as_json:
         data = _info_dict(info)
         if only_failed or with_items:
@@ -139,6 +162,10 @@ def show_command(
             "resume the run with the same run_id to retry them."
         )
 
+
+from batchline.workflow.commands import register as _register_workflow_commands  # noqa: E402
+
+_register_workflow_commands(main)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

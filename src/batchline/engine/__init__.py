@@ -2,7 +2,7 @@
 
 from batchline.engine.arunner import arun_batches, astream_batches
 from batchline.engine.keys import Key, canonical_key
-from batchline.engine.outcome import BatchFailure, BatchOutcome, RunResult, RunStats
+from batchline.engine.outcome import BatchFailure, BatchOutcome, ItemFailed, RunResult, RunStats
 from batchline.engine.plan import Batch
 from batchline.engine.progress import BatchProgress
 from batchline.engine.retry import RetryPolicy
@@ -13,6 +13,7 @@ __all__ = [
     "BatchFailure",
     "BatchOutcome",
     "BatchProgress",
+    "ItemFailed",
     "Key",
     "RetryPolicy",
     "RunResult",

@@ -20,7 +20,14 @@ from typing import Any
 from batchline.engine.hooks import call_hook
 from batchline.engine.keys import Key, key_function
 from batchline.engine.options import RunOptions
-from batchline.engine.outcome import BatchFailure, BatchOutcome, RunResult, RunStats
+from batchline.engine.outcome import (
+    BatchFailure,
+    BatchOutcome,
+    ItemFailed,
+    RunResult,
+    RunStats,
+    group_failures,
+)
 from batchline.engine.plan import Batch, Planner
 from batchline.engine.progress import BatchProgress, percentage
 from batchline.engine.signals import StopFlag
@@ -186,6 +193,8 @@ class RunCore:
         """Validate and commit a batch's results; a bad result fails the batch instead."""
         try:
             results = normalize_results(job.work, raw)
+            if ItemFailed in set(map(type, results)):
+                return self._partial(job, results)
             self.store.commit_batch(self._lease_or_fail(), self._commit(job, results, ()))
         except BatchResultError as exc:
             outcome = self.fail(job, exc)
@@ -193,6 +202,44 @@ class RunCore:
             return outcome
         return self._finish(
             job, results, (), job.attempt, time.perf_counter() - job.started, ran=True
+        )
+
+    def _partial(self, job: Job, results: list[Any]) -> BatchOutcome[Any, Any]:
+        """Commit the items that succeeded and record the ``ItemFailed`` ones, together."""
+        work = job.work
+        ok = [i for i, result in enumerate(results) if type(result) is not ItemFailed]
+        bad = [i for i, result in enumerate(results) if type(result) is ItemFailed]
+        done = work.subset(ok)
+        rows: list[tuple[Key, int, str, str, int]] = []
+        grouped: list[tuple[Key, str, str, int]] = []
+        for i in bad:
+            marker: ItemFailed = results[i]
+            rows.append(
+                (
+                    work.keys[i],
+                    work.positions[i],
+                    marker.error_type,
+                    marker.message,
+                    marker.attempts,
+                )
+            )
+            grouped.append((work.keys[i], marker.error_type, marker.message, marker.attempts))
+        kept = [results[i] for i in ok]
+        commit = BatchCommit(
+            batch_number=job.batch.number,
+            keys=done.keys,
+            positions=done.positions,
+            results=kept,
+            failed=rows,
+            attempts=job.attempt,
+            started_at=job.wall_started,
+            duration=time.perf_counter() - job.started,
+        )
+        self.store.commit_batch(self._lease_or_fail(), commit)
+        merged = [None if type(result) is ItemFailed else result for result in results]
+        failures = group_failures(job.batch.number, grouped)
+        return self._finish(
+            job, merged, failures, job.attempt, time.perf_counter() - job.started, ran=True
         )
 
     def fail(self, job: Job, error: BaseException) -> float | BatchOutcome[Any, Any]:
@@ -225,7 +272,7 @@ class RunCore:
             failure.message,
         )
         failed_rows = [
-            (key, pos, failure.error_type, failure.message)
+            (key, pos, failure.error_type, failure.message, job.attempt)
             for key, pos in zip(job.work.keys, job.work.positions, strict=True)
         ]
         self.store.commit_batch(self._lease_or_fail(), self._commit(job, [], failed_rows))
@@ -253,7 +300,10 @@ class RunCore:
         return self._lease
 
     def _commit(
-        self, job: Job, results: list[Any], failed: list[tuple[Key, int, str, str]] | tuple[()]
+        self,
+        job: Job,
+        results: list[Any],
+        failed: list[tuple[Key, int, str, str, int]] | tuple[()],
     ) -> BatchCommit:
         work = job.work
         return BatchCommit(
@@ -298,8 +348,6 @@ class RunCore:
                         (key, record.error_type or "", record.message or "", record.attempts)
                     )
             if kept:
-                from batchline.engine.outcome import group_failures  # noqa: PLC0415
-
                 failures = (*group_failures(batch.number, kept), *failures)
         failed = sum(len(f.keys) for f in failures)
         size = len(batch.items)

@@ -34,6 +34,29 @@ class BatchFailure:
     traceback: str | None = field(default=None, repr=False, compare=False)
 
 
+class ItemFailed:
+    """Return this in place of one item's result to fail that item alone.
+
+    For front doors that run (and retry) items one by one inside a batch: the other
+    items of the batch are committed as results, this one is recorded as failed with
+    ``error`` and ``attempts`` (and a resume runs it again).
+    """
+
+    __slots__ = ("attempts", "error_type", "message")
+
+    def __init__(self, error: BaseException | str, attempts: int = 1) -> None:
+        if isinstance(error, BaseException):
+            self.error_type = type(error).__name__
+            self.message = str(error)
+        else:
+            self.error_type = "Error"
+            self.message = error
+        self.attempts = attempts
+
+    def __repr__(self) -> str:
+        return f"ItemFailed({self.error_type}: {self.message!r}, attempts={self.attempts})"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome(Generic[T, R]):
     """A finished batch, as streamed to the caller once its state is committed.

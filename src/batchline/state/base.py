@@ -69,14 +69,14 @@ class BatchCommit:
     """Everything one finished batch writes, in one transaction.
 
     ``results`` align with ``keys`` for succeeded items; ``failed`` rows are
-    ``(key, position, error_type, message)`` and share ``attempts``.
+    ``(key, position, error_type, message, attempts)``.
     """
 
     batch_number: int
     keys: Sequence[Key]
     positions: Sequence[int]
     results: Sequence[Any]
-    failed: Sequence[tuple[Key, int, str, str]]
+    failed: Sequence[tuple[Key, int, str, str, int]]
     attempts: int
     started_at: float
     duration: float

@@ -108,9 +108,9 @@ class MemoryStateStore:
                 commit.keys, commit.positions, commit.results, strict=True
             ):
                 items[key] = ItemRecord(key, position, number, "done", commit.attempts, result)
-            for key, position, error_type, message in commit.failed:
+            for key, position, error_type, message, attempts in commit.failed:
                 items[key] = ItemRecord(
-                    key, position, number, "failed", commit.attempts, None, error_type, message
+                    key, position, number, "failed", attempts, None, error_type, message
                 )
 
     def list_runs(self) -> list[RunInfo]:

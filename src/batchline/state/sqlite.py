@@ -264,8 +264,8 @@ class SQLiteStateStore:
                     "INSERT OR REPLACE INTO failures (run, key, position, batch, attempts,"
                     " error_type, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (pk, key, position, number, commit.attempts, error_type, message)
-                        for key, position, error_type, message in failed
+                        (pk, key, position, number, attempts, error_type, message)
+                        for key, position, error_type, message, attempts in failed
                     ],
                 )
 

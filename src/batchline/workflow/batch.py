@@ -1,0 +1,352 @@
+"""The ``batch`` task: a nested task over a list, in chunks, retried and resumed per item.
+
+The list is handed to the engine (``stream_batches``), which chunks, schedules, commits
+each chunk in one transaction and resumes: a re-run runs only missing and failed items.
+Inside a chunk, items run concurrently on a shared pool of ``max_concurrency`` threads,
+each rendered on its own (after ``batch`` exists, so no ``{% raw %}`` is ever needed) and
+retried on its own; an item that still fails, or whose template does not render, is
+recorded as failed without failing its neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchline.engine.outcome import ItemFailed
+from batchline.engine.plan import Batch
+from batchline.engine.retry import RetryPolicy
+from batchline.engine.runner import stream_batches
+from batchline.errors import BatchRunError
+from batchline.state.base import StateStore
+from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.schema import RetrySpec
+from batchline.workflow.tasks import TaskConfig, get_task, register_task
+from batchline.workflow.templating import NAMESPACES, render
+
+BASE_NAMESPACES = ("args", "env", "steps", "workflow")
+
+
+class Namespace(dict[str, Any]):
+    """A dict whose keys are also attributes, so ``batch.items`` in a template is the
+    list of items, not ``dict.items`` (Jinja looks attributes up first)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__.update(self)
+
+
+class BatchContext:
+    """Builds the template context of each item (or chunk) of a batch step."""
+
+    def __init__(self, base: Mapping[str, Any], *, name: str, total: int, chunk_size: int) -> None:
+        self.base = {space: base[space] for space in BASE_NAMESPACES if space in base}
+        self.name = name
+        self.total = total
+        self.chunk_size = chunk_size
+
+    def create_item_context(self, item: Any, index: int) -> dict[str, Any]:
+        """The base namespaces plus ``batch`` for item ``index`` (0-based)."""
+        return {
+            **self.base,
+            "batch": Namespace(
+                {
+                    "item": item,
+                    "index": index,
+                    "number": index + 1,
+                    "chunk_index": index // self.chunk_size,
+                    "chunk_size": self.chunk_size,
+                    "total": self.total,
+                    "name": self.name,
+                }
+            ),
+        }
+
+    def create_chunk_context(self, items: list[Any], chunk_index: int) -> dict[str, Any]:
+        """The context of a whole chunk (``mode: chunk``): ``batch.items`` instead of ``item``."""
+        return {
+            **self.base,
+            "batch": Namespace(
+                {
+                    "items": items,
+                    "index": chunk_index * self.chunk_size,
+                    "number": chunk_index + 1,
+                    "chunk_index": chunk_index,
+                    "chunk_size": self.chunk_size,
+                    "total": self.total,
+                    "name": self.name,
+                }
+            ),
+        }
+
+    def get_error_context(self, error: BaseException) -> dict[str, Any]:
+        """What to show with an error: the error, and the names available per namespace."""
+        available = {
+            space: sorted(str(k) for k in values)
+            for space, values in self.base.items()
+            if isinstance(values, Mapping)
+        }
+        available["batch"] = [
+            "item",
+            "items",
+            "index",
+            "number",
+            "chunk_index",
+            "chunk_size",
+            "total",
+            "name",
+        ]
+        return {
+            "error": str(error),
+            "error_type": type(error).__name__,
+            "available_variables": available,
+            "namespaces": list(NAMESPACES),
+        }
+
+
+@dataclass
+class BatchState:
+    """The state of a batch step, as kept in the state store.
+
+    Attributes:
+        processed: results of the processed items, in input order.
+        failed: item key -> ``{"error", "error_type", "attempts", "time"}``.
+        template_errors: item key -> message, for items whose template did not render.
+        stats: ``total``, ``processed``, ``failed``, ``template_failures``, ``retried``.
+    """
+
+    step: str
+    run_id: str
+    processed: list[Any] = field(default_factory=list)
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    template_errors: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: StateStore, run_id: str, step: str = "") -> BatchState:
+        """Read a batch step's state back from the store (``run_id`` is the step's sub-run)."""
+        state = cls(step=step or run_id.rsplit("/", 1)[-1], run_id=run_id)
+        retried = 0
+        for record in store.iter_items(run_id):
+            if record.status == "done":
+                value, attempts = _unwrap(record.result)
+                state.processed.append(value)
+                retried += max(0, attempts - 1)
+                continue
+            key = str(record.key)
+            state.failed[key] = {
+                "error": record.message,
+                "error_type": record.error_type,
+                "attempts": record.attempts,
+                "time": None,
+            }
+            if record.error_type == "TemplateError":
+                state.template_errors[key] = record.message or ""
+            retried += max(0, record.attempts - 1)
+        info = store.get_run(run_id)
+        state.stats = {
+            "total": info.total_items or (len(state.processed) + len(state.failed)),
+            "processed": len(state.processed),
+            "failed": len(state.failed),
+            "template_failures": len(state.template_errors),
+            "retried": retried,
+        }
+        return state
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as plain data."""
+        return {
+            "step": self.step,
+            "run_id": self.run_id,
+            "processed": self.processed,
+            "failed": self.failed,
+            "template_errors": self.template_errors,
+            "stats": self.stats,
+        }
+
+
+def _unwrap(stored: Any) -> tuple[Any, int]:
+    if isinstance(stored, list) and len(stored) == 2 and isinstance(stored[1], int):
+        return stored[0], stored[1]
+    return stored, 1
+
+
+def _policy(spec: Any) -> RetryPolicy:
+    if spec is None:
+        return RetryPolicy.none()
+    retry = spec if isinstance(spec, RetrySpec) else RetrySpec.model_validate(spec)
+    return RetryPolicy(
+        max_attempts=retry.max_attempts,
+        backoff=retry.delay,
+        multiplier=retry.backoff,
+        max_backoff=retry.max_delay,
+        retry_on=lambda error: not isinstance(error, TemplateError),
+    )
+
+
+def _positive(config: TaskConfig, key: str, default: int) -> int:
+    value = config.inputs.get(key, default)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if type(value) is not int or value < 1:
+        raise TaskError(
+            f"step `{config.name}`: `{key}` is {value!r}; expected a positive integer", "batch"
+        )
+    return value
+
+
+@register_task("batch")
+def batch_task(config: TaskConfig) -> dict[str, Any]:
+    """Run ``inputs.task`` for every item of ``inputs.items`` (see the module docstring).
+
+    Inputs: ``items`` (a list), ``chunk_size`` (default 20), ``max_concurrency`` (default
+    the workflow's), ``retry`` (``max_attempts``, ``delay``, ``backoff``), ``task`` (the
+    nested task: ``{task, inputs}``), ``mode`` (``item`` or ``chunk``), ``key`` (a field
+    naming each item for resume; default its position).
+    Result: ``{"results": [...], "stats": {...}, "failed": {...}}``.
+    """
+    items = config.require("items")
+    if not isinstance(items, list):
+        raise TaskError(
+            f"step `{config.name}`: `items` is {type(items).__name__}; expected a list "
+            '(e.g. items: "{{ steps.list.result }}")',
+            "batch",
+        )
+    chunk_size = _positive(config, "chunk_size", 20)
+    concurrency = _positive(
+        config, "max_concurrency", int(config.settings.get("max_concurrency", 4))
+    )
+    mode = str(config.inputs.get("mode", "item"))
+    if mode not in ("item", "chunk"):
+        raise TaskError(
+            f"step `{config.name}`: `mode` is {mode!r}; expected item or chunk", "batch"
+        )
+    nested = config.raw_inputs.get("task")
+    if not isinstance(nested, Mapping) or "task" not in nested:
+        raise TaskError(f"step `{config.name}`: `task` must name the nested task", "batch")
+    nested_type = str(nested["task"])
+    if nested_type == "batch":
+        raise TaskError(f"step `{config.name}`: a batch task cannot nest another batch", "batch")
+    handler = get_task(nested_type)
+    nested_inputs = nested.get("inputs") or {}
+    policy = _policy(config.inputs.get("retry"))
+    context = BatchContext(
+        config.context, name=config.name, total=len(items), chunk_size=chunk_size
+    )
+    key_field = config.inputs.get("key")
+    keyed: Any = (lambda pair: pair[0]) if not key_field else (lambda pair: pair[1][key_field])
+    stop = threading.Event()
+
+    def run_one(inputs_context: dict[str, Any]) -> Any:
+        try:
+            inputs = render(dict(nested_inputs), inputs_context, step=config.name)
+        except TemplateError as exc:
+            return ItemFailed(exc, 0)
+        if not isinstance(inputs, dict):
+            return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        task_config = TaskConfig(
+            name=config.name,
+            type=nested_type,
+            inputs=inputs,
+            workspace=config.workspace,
+            base_dir=config.base_dir,
+            context=inputs_context,
+            raw_inputs=nested_inputs,
+            settings=config.settings,
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return [handler(task_config), attempt]
+            except Exception as exc:
+                delay = policy.delay_for(attempt, exc)
+                if delay is None or stop.is_set():
+                    return ItemFailed(exc, attempt)
+                if stop.wait(delay):
+                    return ItemFailed(exc, attempt)
+
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"batchline-{config.name}")
+
+    def run_chunk(batch: Batch[tuple[int, Any]]) -> list[Any]:
+        if mode == "chunk":
+            values = [item for _, item in batch.items]
+            result = run_one(context.create_chunk_context(values, batch.index))
+            if isinstance(result, ItemFailed):
+                return [result] * len(values)  # the chunk failed: all of its items did
+            return [result, *([None] * (len(values) - 1))]
+        futures = [
+            pool.submit(run_one, context.create_item_context(item, index))
+            for index, item in batch.items
+        ]
+        return [future.result() for future in futures]
+
+    store = config.settings.get("store")
+    run_id = config.settings.get("run_id")
+    results: list[Any] = [None] * len(items)
+    failed: dict[str, dict[str, Any]] = {}
+    stats = {
+        "total": len(items),
+        "processed": 0,
+        "failed": 0,
+        "template_failures": 0,
+        "retried": 0,
+        "resumed": 0,
+    }
+    on_item = config.settings.get("on_progress")
+    stopped: BatchRunError | None = None
+    try:
+        for outcome in stream_batches(
+            list(enumerate(items)),
+            run_chunk,
+            chunk_size=chunk_size,
+            key=keyed,
+            store=store,
+            run_id=f"{run_id}/{config.name}" if run_id else None,
+            max_concurrency=max(1, math.ceil(concurrency / chunk_size)) + 1,
+            retry=RetryPolicy.none(),
+            progress=config.settings.get("progress"),
+            handle_signals=bool(config.settings.get("handle_signals", True)),
+        ):
+            failed_keys = {}
+            for failure in outcome.failures:
+                for key in failure.keys:
+                    failed_keys[key] = failure
+            stats["resumed"] += outcome.resumed_items
+            for (position, _), key, stored in zip(
+                outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
+            ):
+                if key in failed_keys:
+                    failure = failed_keys[key]
+                    failed[str(key)] = {
+                        "error": failure.message,
+                        "error_type": failure.error_type,
+                        "attempts": failure.attempts,
+                        "time": time.time(),
+                    }
+                    stats["failed"] += 1
+                    stats["retried"] += max(0, failure.attempts - 1)
+                    if failure.error_type == "TemplateError":
+                        stats["template_failures"] += 1
+                    continue
+                value, attempts = _unwrap(stored)
+                results[position] = value
+                stats["processed"] += 1
+                stats["retried"] += max(0, attempts - 1)
+            if callable(on_item):
+                on_item(stats)
+    except BatchRunError as exc:  # an interruption: state is committed, say so upstream
+        stopped = exc
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    if stopped is not None:
+        raise stopped
+    if mode == "chunk":
+        results = [r for r in results if r is not None]
+    return {"results": results, "stats": stats, "failed": failed}

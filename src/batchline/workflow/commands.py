@@ -1,0 +1,301 @@
+"""The workflow commands of the CLI: run, resume, validate, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from batchline.errors import BatchlineError, StateError
+from batchline.state.sqlite import SQLiteStateStore
+from batchline.workflow.checks import static_problems
+from batchline.workflow.errors import WorkflowError
+from batchline.workflow.runner import (
+    EXIT_INVALID,
+    STATE_FILE,
+    WorkflowResult,
+    WorkflowRunner,
+    convert_param,
+    find_resumable,
+    load_workflow,
+    param_changes,
+    run_info,
+)
+from batchline.workflow.schema import WorkflowSpec, parse_workflow
+from batchline.workflow.tasks import known_tasks
+from batchline.workflow.yamlfile import load_file
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise WorkflowError(
+                [f"argument {pair!r} is not name=value; pass params as name=value, e.g. chunk=20"]
+            )
+        params[name.strip()] = value
+    return params
+
+
+def _fail_invalid(error: WorkflowError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    del frame
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
+    if output == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    elif not quiet or result.exit_code:
+        stream = sys.stderr if result.exit_code else sys.stdout
+        click.echo(f"run {result.run_id}: {result.status}. {result.message}", file=stream)
+    sys.exit(result.exit_code)
+
+
+def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        result = runner.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _report(result, output, quiet)
+
+
+def _common(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--workspace",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="Where state lives (default: the workflow's settings.workspace).",
+            ),
+            click.option("--quiet", "-q", is_flag=True, help="Print only errors."),
+            click.option(
+                "--format",
+                "output",
+                type=click.Choice(["text", "json"]),
+                default="text",
+                help="The final summary as text or JSON.",
+            ),
+            click.option(
+                "--backend",
+                type=click.Choice(["local", "ray"]),
+                default=None,
+                help="Where batches run (ray needs batchline[ray]).",
+            ),
+            click.option("--ray-address", default=None, help="An existing Ray cluster."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def register(main: click.Group) -> None:
+    """Add the workflow commands to the ``batchline`` group."""
+
+    @main.command("run")
+    @click.argument("workflow", type=click.Path(dir_okay=False))
+    @click.argument("params", nargs=-1)
+    @click.option(
+        "--resume",
+        "resume",
+        is_flag=True,
+        help="Resume the latest unfinished run of this workflow.",
+    )
+    @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @_common
+    def run_command(
+        workflow: str,
+        params: tuple[str, ...],
+        resume: bool,
+        force: bool,
+        workspace: str | None,
+        quiet: bool,
+        output: str,
+        backend: str | None,
+        ray_address: str | None,
+    ) -> None:
+        """Run WORKFLOW (a YAML file) with params given as name=value."""
+        del backend, ray_address  # the local backend; Ray is chosen per batch step
+        try:
+            spec = load_workflow(workflow)
+            given = _parse_params(params)
+            run_id = None
+            folder = Path(workspace or spec.settings.workspace)
+            if resume:
+                info = find_resumable(
+                    folder if folder.is_absolute() else Path.cwd() / folder, spec.name
+                )
+                if info is None:
+                    click.echo(
+                        f"no unfinished run of `{spec.name}` in {folder}; starting a new one",
+                        err=True,
+                    )
+                else:
+                    run_id = info.run_id
+                    given = _merge_resume_params(spec, info.meta.get("params", {}), given, force)
+            runner = WorkflowRunner(
+                spec,
+                source=workflow,
+                params=given,
+                workspace=workspace,
+                run_id=run_id,
+                out=None if quiet or output == "json" else sys.stderr,
+            )
+        except WorkflowError as exc:
+            _fail_invalid(exc)
+            return
+        _execute(runner, output, quiet)
+
+    @main.command("resume")
+    @click.argument("run_id")
+    @click.argument("params", nargs=-1)
+    @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @_common
+    def resume_command(
+        run_id: str,
+        params: tuple[str, ...],
+        force: bool,
+        workspace: str | None,
+        quiet: bool,
+        output: str,
+        backend: str | None,
+        ray_address: str | None,
+    ) -> None:
+        """Resume RUN_ID: completed steps are restored, only missing and failed items run."""
+        del backend, ray_address
+        folder = Path(workspace or ".batchline")
+        try:
+            info = run_info(folder, run_id)
+        except StateError as exc:
+            raise click.ClickException(str(exc)) from exc
+        meta = info.meta
+        if meta.get("kind") != "workflow":
+            raise click.ClickException(f"run {run_id!r} is not a workflow run")
+        try:
+            spec = load_workflow(meta["file"])
+            given = _merge_resume_params(spec, meta.get("params", {}), _parse_params(params), force)
+            runner = WorkflowRunner(
+                spec,
+                source=meta["file"],
+                params=given,
+                base_dir=meta.get("base_dir"),
+                workspace=meta.get("workspace", folder),
+                run_id=run_id,
+                out=None if quiet or output == "json" else sys.stderr,
+            )
+        except WorkflowError as exc:
+            _fail_invalid(exc)
+            return
+        _execute(runner, output, quiet)
+
+    @main.command("validate")
+    @click.argument("workflow", type=click.Path(dir_okay=False))
+    def validate_command(workflow: str) -> None:
+        """Check WORKFLOW without running it: schema, task types, and references."""
+        try:
+            located = load_file(workflow)
+            spec = parse_workflow(located, known_tasks)
+        except WorkflowError as exc:
+            _fail_invalid(exc)
+            return
+        problems = static_problems(spec, located)
+        if problems:
+            _fail_invalid(WorkflowError(problems, workflow))
+        click.echo(f"{workflow}: ok ({len(spec.steps)} steps, {len(spec.params)} params)")
+
+    @main.command("export")
+    @click.argument("run_id")
+    @click.argument("step")
+    @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+    @click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write here instead of standard output.",
+    )
+    @click.option("--workspace", type=click.Path(file_okay=False), default=".batchline")
+    def export_command(
+        run_id: str, step: str, fmt: str, output: str | None, workspace: str
+    ) -> None:
+        """Export the items of a batch STEP of RUN_ID (key, status, result, error)."""
+        path = Path(workspace) / STATE_FILE
+        if not path.exists():
+            raise click.ClickException(f"no state file at {path}; pass --workspace")
+        store = SQLiteStateStore(path)
+        sub_run = f"{run_id}/{step}"
+        try:
+            store.get_run(sub_run)
+        except BatchlineError as exc:
+            steps = [
+                r.run_id.split("/", 1)[1]
+                for r in store.list_runs()
+                if r.run_id.startswith(f"{run_id}/")
+            ]
+            raise click.ClickException(
+                f"run {run_id!r} has no batch step {step!r} "
+                f"(batch steps: {', '.join(steps) or 'none'})"
+            ) from exc
+        rows = []
+        for record in store.iter_items(sub_run):
+            value = record.result
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                value = value[0]
+            rows.append(
+                {
+                    "key": record.key,
+                    "position": record.position,
+                    "status": record.status,
+                    "result": value,
+                    "error": record.message,
+                    "attempts": record.attempts,
+                }
+            )
+        handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
+        try:
+            if fmt == "jsonl":
+                for row in rows:
+                    handle.write(json.dumps(row, default=str) + "\n")
+            else:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["key"])
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({**row, "result": json.dumps(row["result"], default=str)})
+        finally:
+            if output:
+                handle.close()
+
+
+def _merge_resume_params(
+    spec: WorkflowSpec, stored: dict[str, Any], given: dict[str, Any], force: bool
+) -> dict[str, Any]:
+    given = {
+        name: convert_param(name, spec.params[name], value) if name in spec.params else value
+        for name, value in given.items()
+    }
+    changes = param_changes(stored, given)
+    if changes and not force:
+        raise WorkflowError(
+            [
+                f"the params differ from the original run ({'; '.join(changes)}); resume with the "
+                "same params, or pass --force to resume with the new ones"
+            ]
+        )
+    return {**stored, **given}

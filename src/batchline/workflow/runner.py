@@ -1,0 +1,507 @@
+"""Running a workflow: params, namespaces, steps in order, state, resume, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from batchline.engine.retry import RetryPolicy
+from batchline.errors import RunInterrupted, StateError
+from batchline.state.base import BatchCommit, Lease, RunInfo
+from batchline.state.sqlite import SQLiteStateStore
+from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
+from batchline.workflow.errors import TemplateError, WorkflowError
+from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
+from batchline.workflow.tasks import TaskConfig, get_task, known_tasks
+from batchline.workflow.templating import render
+from batchline.workflow.yamlfile import load_file
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+STATE_FILE = "state.db"
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n", ""}
+
+
+def load_workflow(path: str | Path) -> WorkflowSpec:
+    """Read and validate a workflow file (``WorkflowError`` lists every problem)."""
+    return parse_workflow(load_file(path), known_tasks)
+
+
+def convert_param(name: str, spec: ParamSpec, raw: Any) -> Any:
+    """A command-line value converted to the param's declared type."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        if spec.type == "integer":
+            return int(text)
+        if spec.type == "number":
+            return float(text)
+        if spec.type == "boolean":
+            lowered = text.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(text)
+        if spec.type == "list":
+            if text.startswith("["):
+                value = json.loads(text)
+                if not isinstance(value, list):
+                    raise ValueError(text)
+                return value
+            return [part.strip() for part in text.split(",") if part.strip()]
+        if spec.type == "object":
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError(text)
+            return value
+    except (ValueError, json.JSONDecodeError):
+        examples = {
+            "integer": "20",
+            "number": "0.5",
+            "boolean": "true or false",
+            "list": "a,b,c or [1, 2]",
+            "object": '{"k": "v"}',
+        }
+        raise WorkflowError(
+            [
+                f"param `{name}` is {raw!r}, which is not {_article(spec.type)} (e.g. {name}="
+                f"{examples[spec.type]})"
+            ]
+        ) from None
+    return raw
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def resolve_params(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Declared params (converted, defaults, required, choices) plus undeclared extras."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for name, param in spec.params.items():
+        if name in given:
+            try:
+                values[name] = convert_param(name, param, given[name])
+            except WorkflowError as exc:
+                problems += exc.problems
+                continue
+        elif param.default is not None:
+            values[name] = param.default
+        elif param.required:
+            problems.append(
+                f"param `{name}` is required ({param.description or param.type}); pass {name}=VALUE"
+            )
+            continue
+        else:
+            values[name] = None
+        if param.choices is not None and values[name] not in param.choices:
+            problems.append(f"param `{name}` is {values[name]!r}; expected one of {param.choices}")
+    for name, value in given.items():
+        values.setdefault(name, value)
+    if problems:
+        raise WorkflowError(problems)
+    return values
+
+
+@dataclass
+class StepRecord:
+    """A step's outcome as kept in the state store."""
+
+    status: str
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    duration: float = 0.0
+    attempts: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "error_type": self.error_type,
+            "duration": round(self.duration, 4),
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class WorkflowResult:
+    """The outcome of a run: its id, status, per-step records and exit code."""
+
+    run_id: str
+    status: str
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    exit_code: int = EXIT_OK
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (``--format json``)."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "steps": {name: record.as_dict() for name, record in self.steps.items()},
+        }
+
+
+class WorkflowRunner:
+    """Runs (or resumes) one workflow in a workspace.
+
+    Args:
+        spec: the validated workflow.
+        source: the workflow file (kept with the run so ``batchline resume`` finds it).
+        params: ``name=value`` params as given (strings are converted).
+        base_dir: where relative paths resolve (the folder the command ran from).
+        workspace: overrides ``settings.workspace``.
+        run_id: resume this run; None starts a new one.
+        out: where progress lines go (None: silent).
+        progress: the engine's progress bar for batch steps (None: on a terminal).
+    """
+
+    def __init__(
+        self,
+        spec: WorkflowSpec,
+        *,
+        source: str | Path = "",
+        params: Mapping[str, Any] | None = None,
+        base_dir: str | Path | None = None,
+        workspace: str | Path | None = None,
+        run_id: str | None = None,
+        out: TextIO | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.spec = spec
+        self.source = str(Path(source).resolve()) if source else ""
+        self.base_dir = Path(base_dir or Path.cwd()).resolve()
+        folder = Path(workspace or spec.settings.workspace).expanduser()
+        self.workspace = folder if folder.is_absolute() else self.base_dir / folder
+        self.params = resolve_params(spec, params or {})
+        self.run_id = run_id or _new_run_id(spec.name)
+        self.resuming = run_id is not None
+        self.out = out
+        self.progress = progress
+        self.store: SQLiteStateStore | None = None
+        self._lease: Lease | None = None
+
+    def _say(self, text: str) -> None:
+        if self.out is not None:
+            print(text, file=self.out, flush=True)
+
+    def run(self) -> WorkflowResult:
+        """Run every step in order; return the result (never raises for step failures)."""
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStateStore(self.workspace / STATE_FILE)
+        started_at = time.time()
+        meta = {
+            "kind": "workflow",
+            "workflow": self.spec.name,
+            "file": self.source,
+            "params": _jsonable(self.params),
+            "base_dir": str(self.base_dir),
+            "workspace": str(self.workspace),
+        }
+        self._lease = self.store.acquire(self.run_id, meta=meta)
+        records = self._load_records() if self.resuming else {}
+        namespaces: dict[str, Any] = {
+            "args": dict(self.params),
+            "env": {},
+            "steps": {},
+            "workflow": {
+                "name": self.spec.name,
+                "run_id": self.run_id,
+                "workspace": str(self.workspace),
+                "started_at": started_at,
+            },
+        }
+        result = WorkflowResult(self.run_id, "running")
+        try:
+            namespaces["env"] = self._environment(namespaces)
+            for index, step in enumerate(self.spec.steps):
+                previous = records.get(step.name)
+                if previous is not None and previous.status in ("completed", "skipped"):
+                    namespaces["steps"][step.name] = _namespace(previous)
+                    result.steps[step.name] = previous
+                    self._say(
+                        f"[{index + 1}/{len(self.spec.steps)}] {step.name}: {previous.status}"
+                        " before, restored"
+                    )
+                    continue
+                record = self._run_step(index, step, namespaces)
+                result.steps[step.name] = record
+                namespaces["steps"][step.name] = _namespace(record)
+                self._commit(index, step, record)
+                if record.status == "failed" and step.on_error.action == "fail":
+                    result.status = "failed"
+                    result.exit_code = EXIT_FAILED
+                    result.message = f"step `{step.name}` failed: {record.error}"
+                    break
+            else:
+                failed = [n for n, r in result.steps.items() if r.status == "failed"]
+                result.status = "completed"
+                result.message = (
+                    f"done; steps that failed (on_error: continue): {', '.join(failed)}"
+                    if failed
+                    else "done"
+                )
+        except (KeyboardInterrupt, RunInterrupted):
+            result.status = "interrupted"
+            result.exit_code = EXIT_INTERRUPTED
+            result.message = (
+                f"interrupted; the state is saved in {self.workspace / STATE_FILE}. Resume with: "
+                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            )
+        finally:
+            status = {"completed": "completed", "interrupted": "interrupted"}.get(
+                result.status, "failed"
+            )
+            if self._lease is not None:
+                self.store.release(self._lease, status)  # type: ignore[arg-type]
+            self.store.close()
+        return result
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _environment(self, namespaces: dict[str, Any]) -> dict[str, Any]:
+        env: dict[str, Any] = dict(os.environ)
+        for name, value in self.spec.env.items():
+            rendered = render(value, {**namespaces, "env": env}, step="env", input_key=name)
+            env[name] = "" if rendered is None else str(rendered)
+        return env
+
+    def _run_step(self, index: int, step: StepSpec, namespaces: dict[str, Any]) -> StepRecord:
+        label = f"[{index + 1}/{len(self.spec.steps)}] {step.name} ({step.task})"
+        started = time.perf_counter()
+        if step.when is not None:
+            try:
+                condition = render(step.when, namespaces, step=step.name, input_key="when")
+            except TemplateError as exc:
+                self._say(f"{label}: template error: {exc}")
+                return StepRecord("failed", error=str(exc), error_type="TemplateError")
+            if isinstance(condition, str):
+                condition = condition.strip().lower() not in _FALSE
+            if not condition:
+                self._say(f"{label}: skipped (when is false)")
+                return StepRecord("skipped")
+        raw = dict(step.inputs)
+        nested = raw.pop("task", None) if step.task == "batch" else None
+        try:
+            inputs = render(raw, namespaces, step=step.name)
+        except TemplateError as exc:
+            self._say(f"{label}: template error: {exc}")
+            return StepRecord(
+                "failed",
+                error=str(exc),
+                error_type="TemplateError",
+                duration=time.perf_counter() - started,
+            )
+        if nested is not None:
+            inputs["task"] = nested
+        config = TaskConfig(
+            name=step.name,
+            type=step.task,
+            inputs=inputs,
+            workspace=self.workspace,
+            base_dir=self.base_dir,
+            context=namespaces,
+            raw_inputs=step.inputs,
+            settings={
+                "max_concurrency": self.spec.settings.max_concurrency,
+                "store": self.store,
+                "run_id": self.run_id,
+                "progress": self.progress,
+                "on_progress": self._batch_progress(label) if step.task == "batch" else None,
+            },
+        )
+        self._say(f"{label} ...")
+        policy = _step_policy(step)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                value = get_task(step.task)(config)
+            except (KeyboardInterrupt, RunInterrupted):
+                raise
+            except Exception as exc:
+                delay = policy.delay_for(attempt, exc)
+                if delay is None:
+                    duration = time.perf_counter() - started
+                    self._say(f"{label}: failed after {attempt} attempt(s): {exc}")
+                    return StepRecord(
+                        "failed",
+                        error=str(exc),
+                        error_type=type(exc).__name__,
+                        duration=duration,
+                        attempts=attempt,
+                    )
+                self._say(f"{label}: attempt {attempt} failed ({exc}); retrying in {delay:.1f}s")
+                time.sleep(delay)
+                continue
+            break
+        duration = time.perf_counter() - started
+        value = _jsonable(value)
+        if step.task == "batch" and value["stats"]["failed"]:
+            stats = value["stats"]
+            error = f"{stats['failed']} of {stats['total']} items failed"
+            first = next(iter(value["failed"].values()))
+            error += f" (first: {first['error_type']}: {first['error']})"
+            self._say(f"{label}: {error}")
+            return StepRecord(
+                "failed",
+                result=value,
+                error=error,
+                error_type="ItemsFailed",
+                duration=duration,
+                attempts=attempt,
+            )
+        self._say(f"{label}: done in {duration:.2f}s" + _summary(value))
+        return StepRecord("completed", result=value, duration=duration, attempts=attempt)
+
+    def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
+        last = [0.0]
+
+        def report(stats: dict[str, int]) -> None:
+            now = time.monotonic()
+            done = stats["processed"] + stats["failed"]
+            if now - last[0] >= 1.0 or done == stats["total"]:
+                last[0] = now
+                self._say(f"{label}: {done}/{stats['total']} items, {stats['failed']} failed")
+
+        return report
+
+    def _commit(self, index: int, step: StepSpec, record: StepRecord) -> None:
+        assert self.store is not None
+        assert self._lease is not None
+        self.store.commit_batch(
+            self._lease,
+            BatchCommit(
+                batch_number=index + 1,
+                keys=[f"step:{step.name}"],
+                positions=[index],
+                results=[record.as_dict()],
+                failed=[],
+                attempts=max(1, record.attempts),
+                started_at=time.time(),
+                duration=record.duration,
+            ),
+        )
+
+    def _load_records(self) -> dict[str, StepRecord]:
+        assert self.store is not None
+        records: dict[str, StepRecord] = {}
+        for item in self.store.iter_items(self.run_id):
+            if isinstance(item.key, str) and item.key.startswith("step:") and item.result:
+                data = item.result
+                records[item.key[5:]] = StepRecord(
+                    status=data["status"],
+                    result=data.get("result"),
+                    error=data.get("error"),
+                    error_type=data.get("error_type"),
+                    duration=data.get("duration", 0.0),
+                    attempts=data.get("attempts", 0),
+                )
+        return records
+
+
+def _namespace(record: StepRecord) -> dict[str, Any]:
+    return {"result": record.result, "status": record.status, "error": record.error}
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, dict) and "stats" in value:
+        stats = value["stats"]
+        return (
+            f" ({stats['processed']}/{stats['total']} items, {stats['resumed']} resumed, "
+            f"{stats['retried']} retries)"
+        )
+    return ""
+
+
+def _step_policy(step: StepSpec) -> RetryPolicy:
+    retry = step.on_error.retry
+    if retry is None or step.task == "batch":
+        return RetryPolicy.none()
+    return RetryPolicy(
+        max_attempts=retry.max_attempts,
+        backoff=retry.delay,
+        multiplier=retry.backoff,
+        max_backoff=retry.max_delay,
+        retry_on=lambda error: not isinstance(error, TemplateError | WorkflowError),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _new_run_id(name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:
+    """The latest unfinished run of ``workflow`` in a workspace."""
+    path = workspace / STATE_FILE
+    if not path.exists():
+        return None
+    store = SQLiteStateStore(path)
+    try:
+        for info in store.list_runs():
+            if (
+                info.meta.get("kind") == "workflow"
+                and info.meta.get("workflow") == workflow
+                and (info.status != "completed")
+            ):
+                return info
+    finally:
+        store.close()
+    return None
+
+
+def run_info(workspace: Path, run_id: str) -> RunInfo:
+    """A run's info from a workspace, or ``StateError``."""
+    path = workspace / STATE_FILE
+    if not path.exists():
+        raise StateError(f"no state file at {path}; pass --workspace with the folder the run used")
+    store = SQLiteStateStore(path)
+    try:
+        return store.get_run(run_id)
+    finally:
+        store.close()
+
+
+def param_changes(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between a run's params and new ones."""
+    changes = []
+    for name in sorted(set(stored) | set(given)):
+        if name in given and stored.get(name) != given[name]:
+            changes.append(f"{name}: {stored.get(name)!r} -> {given[name]!r}")
+    return changes
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "StepRecord",
+    "WorkflowResult",
+    "WorkflowRunner",
+    "convert_param",
+    "find_resumable",
+    "load_workflow",
+    "param_changes",
+    "resolve_params",
+    "run_info",
+]
