@@ -44,3 +44,62 @@ def test_prospects_pipeline_runs_and_resumes(tmp_path: Path) -> None:
     again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     assert "103 resumed" in again.stdout
     assert first.stdout.splitlines()[:6] == again.stdout.splitlines()[:6]
+
+
+def _workflow(tmp_path: Path, name: str, *params: str) -> dict[str, object]:
+    import json
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchline.cli",
+            "run",
+            str(EXAMPLES / "workflows" / name),
+            *params,
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=EXAMPLES.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, object] = json.loads(done.stdout)
+    assert summary["status"] == "completed"
+    return summary
+
+
+def test_thumbnails_workflow(tmp_path: Path) -> None:
+    listing = tmp_path / "listing.txt"
+    listing.write_text("".join(f"{p}\n" for p in sorted((EXAMPLES / "data").iterdir())))
+    _workflow(
+        tmp_path, "thumbnails.yaml", f"listing={listing}", f"out={tmp_path / 'th'}", "chunk=1"
+    )
+    assert (tmp_path / "th" / "report.txt").read_text() == "2 of 2 done"
+    assert (tmp_path / "th" / "0.thumb").stat().st_size == 64
+
+
+def test_word_counts_workflow(tmp_path: Path) -> None:
+    summary = _workflow(tmp_path, "word_counts.yaml", f"out={tmp_path / 'wc'}")
+    lines = (tmp_path / "wc" / "counts.jsonl").read_text().splitlines()
+    assert len(lines) > 20
+    assert "files," in str(summary["steps"])
+
+
+def test_enrich_companies_workflow_over_12000_items(tmp_path: Path) -> None:
+    _workflow(tmp_path, "enrich_companies.yaml", f"out={tmp_path / 'en'}")
+    rows = (tmp_path / "en" / "companies.jsonl").read_text().splitlines()
+    assert len(rows) == 12_000
+    assert '"segment"' in rows[0]
+
+
+def test_release_notes_workflow(tmp_path: Path) -> None:
+    summary = _workflow(tmp_path, "release_notes.yaml", "version=2.0", f"out={tmp_path / 'r'}")
+    assert "publish" in str(summary["steps"])
+    assert (tmp_path / "r" / "NOTES-2.0.md").read_text().startswith("# batchline 2.0")
+    assert not (tmp_path / "r" / "PUBLISHED.md").exists()  # publish defaults to false

@@ -25,7 +25,13 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
 @pytest.fixture
 def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=tmp_path,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            [*CLI, *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=timeout,
+            check=False,
+        )
 
     return run

@@ -68,10 +68,13 @@ def test_failed_items_are_recorded_and_resume_runs_only_them(
     write: Any, cli: Any, tmp_path: Path
 ) -> None:
     (tmp_path / "flaky.py").write_text(FLAKY)
-    write(batch_workflow("[a, b, c, d]", "0") + """  - name: after
+    write(
+        batch_workflow("[a, b, c, d]", "0")
+        + """  - name: after
     task: echo
     inputs: {value: "{{ steps.process.result.stats.processed }}"}
-""")
+"""
+    )
     # Item c fails 5 times: more than 3 attempts, so it fails for good this run.
     (tmp_path / "attempts").mkdir()
     (tmp_path / "attempts" / "c").write_text("-5")
@@ -176,9 +179,7 @@ steps:
     assert json.loads(done.stdout)["steps"]["sums"]["result"]["results"] == [3, 7, 5]
 
 
-def test_sigint_commits_state_and_prints_the_resume_command(
-    write: Any, tmp_path: Path
-) -> None:
+def test_sigint_commits_state_and_prints_the_resume_command(write: Any, tmp_path: Path) -> None:
     write("""name: slow
 settings: {workspace: ws}
 steps:
@@ -191,8 +192,11 @@ steps:
       task: {task: shell, inputs: {command: "sleep 0.1; echo {{ batch.item }}"}}
 """)
     child = subprocess.Popen(
-        [sys.executable, "-m", "batchline.cli", "run", "wf.yaml"], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "batchline.cli", "run", "wf.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(2.0)
     child.send_signal(signal.SIGINT)
@@ -210,7 +214,11 @@ steps:
     store.close()
     resumed = subprocess.run(
         [sys.executable, "-m", "batchline.cli", *command.split()[1:], "--format", "json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
     stats = json.loads(resumed.stdout)["steps"]["wait"]["result"]["stats"]
@@ -233,7 +241,9 @@ steps:
     jsonl = cli("export", run_id, "squares", "--workspace", "ws")
     rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert [(r["status"], r["result"]) for r in rows] == [
-        ("done", -10), ("failed", None), ("done", 10),
+        ("done", -10),
+        ("failed", None),
+        ("done", 10),
     ]
     assert "by zero" in rows[1]["error"]
     csv_out = cli("export", run_id, "squares", "--workspace", "ws", "--format", "csv")
@@ -249,8 +259,15 @@ def test_batch_context_builds_item_and_error_contexts() -> None:
     base = {"args": {"a": 1}, "env": {}, "steps": {}, "workflow": {"name": "w"}, "other": 1}
     context = BatchContext(base, name="step", total=10, chunk_size=4)
     item = context.create_item_context("x", 5)
-    assert item["batch"] == {"item": "x", "index": 5, "number": 6, "chunk_index": 1,
-                             "chunk_size": 4, "total": 10, "name": "step"}
+    assert item["batch"] == {
+        "item": "x",
+        "index": 5,
+        "number": 6,
+        "chunk_index": 1,
+        "chunk_size": 4,
+        "total": 10,
+        "name": "step",
+    }
     assert item["args"] == {"a": 1}
     assert "other" not in item
     error = context.get_error_context(KeyError("k"))

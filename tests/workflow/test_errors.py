@@ -66,16 +66,23 @@ def test_wrong_types_and_missing_top_level_keys(write: Any) -> None:
 
 
 def test_batch_step_shape_is_checked(write: Any) -> None:
-    text = "\n".join(problems(write(
-        "name: b\nsteps:\n  - name: b\n    task: batch\n    inputs:\n      task: {tsk: echo}\n"
-    )))
+    text = "\n".join(
+        problems(
+            write(
+                "name: b\nsteps:\n  - name: b\n    task: batch\n"
+                "    inputs:\n      task: {tsk: echo}\n"
+            )
+        )
+    )
     assert "needs `inputs.task`" in text
     assert "needs `inputs.items`" in text
 
 
 def test_cli_exits_2_before_running_anything(write: Any, cli: Any, tmp_path: Path) -> None:
-    write("name: x\nsteps:\n  - name: a\n    task: shell\n    inputs: {command: touch ran}\n"
-          "  - name: a\n    task: echo\n")
+    write(
+        "name: x\nsteps:\n  - name: a\n    task: shell\n    inputs: {command: touch ran}\n"
+        "  - name: a\n    task: echo\n"
+    )
     done = cli("run", "wf.yaml")
     assert done.returncode == 2
     assert "duplicate step name" in done.stderr

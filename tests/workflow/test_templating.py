@@ -23,7 +23,8 @@ def test_single_expression_keeps_native_type() -> None:
     assert render("  {{ args.chunk * 2 }}  ", NS) == 40
     assert render("chunk {{ args.chunk }}", NS) == "chunk 20"
     assert render({"n": "{{ batch.index }}", "xs": ["{{ batch.item }}"]}, NS) == {
-        "n": 3, "xs": ["a.png"],
+        "n": 3,
+        "xs": ["a.png"],
     }
     assert render("{{ args.missing | default('x') }}", NS) == "x"
     assert render(5, NS) == 5

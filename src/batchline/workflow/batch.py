@@ -27,18 +27,9 @@ from batchline.state.base import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, render
+from batchline.workflow.templating import NAMESPACES, Namespace, render
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
-
-
-class Namespace(dict[str, Any]):
-    """A dict whose keys are also attributes, so ``batch.items`` in a template is the
-    list of items, not ``dict.items`` (Jinja looks attributes up first)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.__dict__.update(self)
 
 
 class BatchContext:
@@ -271,7 +262,17 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                 if stop.wait(delay):
                     return ItemFailed(exc, attempt)
 
-    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"batchline-{config.name}")
+    # `max_concurrency` items in flight: as many chunks at once as that allows (items of
+    # a chunk then run one after another, with no pool overhead), and a pool inside each
+    # chunk only when there are fewer chunks than the concurrency asked for.
+    chunks = max(1, math.ceil(len(items) / chunk_size))
+    outer = min(concurrency, chunks)
+    inner = max(1, math.ceil(concurrency / chunks))
+    pool = (
+        ThreadPoolExecutor(concurrency, thread_name_prefix=f"batchline-{config.name}")
+        if inner > 1
+        else None
+    )
 
     def run_chunk(batch: Batch[tuple[int, Any]]) -> list[Any]:
         if mode == "chunk":
@@ -280,6 +281,10 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             if isinstance(result, ItemFailed):
                 return [result] * len(values)  # the chunk failed: all of its items did
             return [result, *([None] * (len(values) - 1))]
+        if pool is None:
+            return [
+                run_one(context.create_item_context(item, index)) for index, item in batch.items
+            ]
         futures = [
             pool.submit(run_one, context.create_item_context(item, index))
             for index, item in batch.items
@@ -308,7 +313,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             key=keyed,
             store=store,
             run_id=f"{run_id}/{config.name}" if run_id else None,
-            max_concurrency=max(1, math.ceil(concurrency / chunk_size)) + 1,
+            max_concurrency=outer,
             retry=RetryPolicy.none(),
             progress=config.settings.get("progress"),
             handle_signals=bool(config.settings.get("handle_signals", True)),
@@ -344,7 +349,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stopped = exc
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if stopped is not None:
         raise stopped
     if mode == "chunk":

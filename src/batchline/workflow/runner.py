@@ -19,7 +19,7 @@ from batchline.workflow import batch as _batch  # noqa: F401 - registers the bat
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
 from batchline.workflow.tasks import TaskConfig, get_task, known_tasks
-from batchline.workflow.templating import render
+from batchline.workflow.templating import Namespace, render
 from batchline.workflow.yamlfile import load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -215,15 +215,15 @@ class WorkflowRunner:
         self._lease = self.store.acquire(self.run_id, meta=meta)
         records = self._load_records() if self.resuming else {}
         namespaces: dict[str, Any] = {
-            "args": dict(self.params),
-            "env": {},
-            "steps": {},
-            "workflow": {
-                "name": self.spec.name,
-                "run_id": self.run_id,
-                "workspace": str(self.workspace),
-                "started_at": started_at,
-            },
+            "args": Namespace(self.params),
+            "env": Namespace(),
+            "steps": Namespace(),
+            "workflow": Namespace(
+                name=self.spec.name,
+                run_id=self.run_id,
+                workspace=str(self.workspace),
+                started_at=started_at,
+            ),
         }
         result = WorkflowResult(self.run_id, "running")
         try:
@@ -273,8 +273,8 @@ class WorkflowRunner:
 
     # -- steps ------------------------------------------------------------------------
 
-    def _environment(self, namespaces: dict[str, Any]) -> dict[str, Any]:
-        env: dict[str, Any] = dict(os.environ)
+    def _environment(self, namespaces: dict[str, Any]) -> Namespace:
+        env = Namespace(os.environ)
         for name, value in self.spec.env.items():
             rendered = render(value, {**namespaces, "env": env}, step="env", input_key=name)
             env[name] = "" if rendered is None else str(rendered)
@@ -414,8 +414,8 @@ class WorkflowRunner:
         return records
 
 
-def _namespace(record: StepRecord) -> dict[str, Any]:
-    return {"result": record.result, "status": record.status, "error": record.error}
+def _namespace(record: StepRecord) -> Namespace:
+    return Namespace(result=record.result, status=record.status, error=record.error)
 
 
 def _summary(value: Any) -> str:

@@ -24,6 +24,19 @@ _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 NAMESPACES = ("args", "env", "steps", "workflow", "batch")
 
 
+class Namespace(dict[str, Any]):
+    """A dict whose keys are also attributes: ``batch.items`` is the list of items and
+    ``steps.items`` the step named items, not ``dict.items`` (Jinja tries attributes first)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__.update(self)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.__dict__[key] = value
+
+
 _LAST = threading.local()
 
 
