@@ -148,25 +148,21 @@ def test_implementation_context_bounds_order_and_release() -> None:
         assert context.total_tokens == sum(store.tokens(i) for i in "abc")
         assert impl.is_in_use("a")
     assert not impl.is_in_use("a")
-    with pytest.raises(EntryBoundsError) as bounds:
-        with impl.request(["a", "b", "c", "d"]):
-            pass
+    with pytest.raises(EntryBoundsError) as bounds, impl.request(["a", "b", "c", "d"]):
+        pass
     assert (bounds.value.requested, bounds.value.max_allowed) == (4, 3)
-    with pytest.raises(MissingEntryError) as missing:
-        with impl.request(["a", "x", "y"]):
-            pass
+    with pytest.raises(MissingEntryError) as missing, impl.request(["a", "x", "y"]):
+        pass
     assert missing.value.missing == ["x", "y"]
     with pytest.raises(RuntimeError), impl.request(["a"]):
         raise RuntimeError("handler failed")
     assert not impl.is_in_use("a")
     tight = ImplementationLLMContext(store, max_entries=10, max_tokens=3)
-    with pytest.raises(EntryBoundsError, match="tokens"):
-        with tight.request(["a", "b"]):
-            pass
+    with pytest.raises(EntryBoundsError, match="tokens"), tight.request(["a", "b"]):
+        pass
     store.compress("d")
-    with pytest.raises(ContextCompressedError):
-        with impl.request(["d"]):
-            pass
+    with pytest.raises(ContextCompressedError), impl.request(["d"]):
+        pass
     assert not impl.is_in_use("d")
 
 
