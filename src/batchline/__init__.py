@@ -25,6 +25,7 @@ from batchline.errors import (
     RunActiveError,
     RunInterrupted,
     StateError,
+    StopRun,
     TerminalError,
     TransientError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "SQLiteStateStore",
     "StateError",
     "StateStore",
+    "StopRun",
     "TerminalError",
     "TransientError",
     "__version__",

@@ -44,6 +44,15 @@ class TerminalError(BatchlineError):
     """An error that retrying cannot fix; the engine never retries it."""
 
 
+class StopRun(BatchlineError):  # noqa: N818 - a request, like StopIteration
+    """Raised by a batch function to stop the run gracefully (a budget was reached, ...).
+
+    The engine starts no new batch; the batch that raised is not recorded as failed (its
+    items stay missing, so a resume runs them); the run ends with ``BatchRunError``
+    carrying the message, and can be resumed.
+    """
+
+
 class ConfigurationError(BatchlineError, ValueError):
     """An argument or input is invalid. The message names it, what was found and what is allowed."""
 
@@ -126,6 +135,7 @@ __all__ = [
     "RunActiveError",
     "RunInterrupted",
     "StateError",
+    "StopRun",
     "TerminalError",
     "TransientError",
 ]

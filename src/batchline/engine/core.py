@@ -31,7 +31,7 @@ from batchline.engine.outcome import (
 from batchline.engine.plan import Batch, Planner
 from batchline.engine.progress import BatchProgress, percentage
 from batchline.engine.signals import StopFlag
-from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError
+from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError, StopRun
 from batchline.state.base import BatchCommit, ItemRecord, Lease, RunStatus, StateStore
 from batchline.state.memory import MemoryStateStore
 
@@ -74,6 +74,7 @@ class RunCore:
         self.failures: list[BatchFailure] = []
         self.stop = StopFlag()
         self.stopped_on_failure = False
+        self.stopped_by: StopRun | None = None
         self.completed_items = 0
         self.failed_items = 0
         self._lease: Lease | None = None
@@ -128,10 +129,10 @@ class RunCore:
         return status
 
     def _status(self, error: BaseException | None) -> RunStatus:
-        if isinstance(error, KeyboardInterrupt) or (self.stop and not self.stopped_on_failure):
-            return "interrupted"
-        if self.stopped_on_failure:
+        if self.stopped_on_failure or self.stopped_by is not None:
             return "stopped"
+        if isinstance(error, KeyboardInterrupt) or self.stop:
+            return "interrupted"
         if error is not None:
             return "failed"
         return "failed" if self.failures else "completed"
@@ -244,6 +245,8 @@ class RunCore:
 
     def fail(self, job: Job, error: BaseException) -> float | BatchOutcome[Any, Any]:
         """Decide about a failed attempt: seconds until the retry, or the final outcome."""
+        if isinstance(error, StopRun):
+            return self._stop_run(job, error)
         delay = None if self.stop else self.options.retry.delay_for(job.attempt, error)
         if delay is not None:
             log.info(
@@ -289,6 +292,21 @@ class RunCore:
             self.stopped_on_failure = True
             self.stop.set()
         return outcome
+
+    def _stop_run(self, job: Job, error: StopRun) -> BatchOutcome[Any, Any]:
+        """Stop starting batches; leave this batch's items uncommitted (a resume runs them)."""
+        log.warning("batch %d asked the run to stop: %s", job.batch.number, error)
+        self.stopped_by = error
+        self.stop.set()
+        failure = BatchFailure(
+            job.batch.number, tuple(job.work.keys), type(error).__name__, str(error), job.attempt
+        )
+        return BatchOutcome(
+            batch=job.batch,
+            results=[None] * len(job.batch.items),
+            failures=(failure,),
+            attempts=job.attempt,
+        )
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -413,6 +431,12 @@ class RunCore:
                 f"{first.batch_number if first else '?'} failed{reason} "
                 '(on_error="stop"). Fix the cause and resume with the same store and run_id '
                 'to run only the missing and failed items, or pass on_error="continue".',
+                self.partial(results),
+            )
+        if self.stopped_by is not None:
+            return BatchRunError(
+                f"run {self.run_id!r} stopped: {self.stopped_by}. Nothing is lost: resume with "
+                "the same store and run_id to run the remaining items.",
                 self.partial(results),
             )
         if self.stop:

@@ -10,6 +10,8 @@ recorded as failed without failing its neighbours.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import threading
 import time
@@ -233,14 +235,16 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     keyed: Any = (lambda pair: pair[0]) if not key_field else (lambda pair: pair[1][key_field])
     stop = threading.Event()
 
-    def run_one(inputs_context: dict[str, Any]) -> Any:
+    is_async = inspect.iscoroutinefunction(handler)
+
+    def prepare(inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
         try:
             inputs = render(dict(nested_inputs), inputs_context, step=config.name)
         except TemplateError as exc:
             return ItemFailed(exc, 0)
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
-        task_config = TaskConfig(
+        return TaskConfig(
             name=config.name,
             type=nested_type,
             inputs=inputs,
@@ -250,6 +254,11 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             raw_inputs=nested_inputs,
             settings=config.settings,
         )
+
+    def run_one(inputs_context: dict[str, Any]) -> Any:
+        task_config = prepare(inputs_context)
+        if isinstance(task_config, ItemFailed):
+            return task_config
         attempt = 0
         while True:
             attempt += 1
@@ -262,22 +271,63 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                 if stop.wait(delay):
                     return ItemFailed(exc, attempt)
 
+    async def arun_one(inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
+        task_config = prepare(inputs_context)
+        if isinstance(task_config, ItemFailed):
+            return task_config
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with gate:
+                    return [await handler(task_config), attempt]
+            except Exception as exc:
+                delay = policy.delay_for(attempt, exc)
+                if delay is None or stop.is_set():
+                    return ItemFailed(exc, attempt)
+                await asyncio.sleep(delay)
+
+    async def arun_chunk(batch: Batch[tuple[int, Any]], width: int) -> list[Any]:
+        gate = asyncio.Semaphore(width)
+        try:
+            return list(
+                await asyncio.gather(
+                    *(
+                        arun_one(context.create_item_context(item, index), gate)
+                        for index, item in batch.items
+                    )
+                )
+            )
+        finally:
+            closer = getattr(handler, "aclose", None)
+            if closer is not None:
+                await closer()
+
     # `max_concurrency` items in flight: as many chunks at once as that allows (items of
     # a chunk then run one after another, with no pool overhead), and a pool inside each
     # chunk only when there are fewer chunks than the concurrency asked for.
     chunks = max(1, math.ceil(len(items) / chunk_size))
     outer = min(concurrency, chunks)
     inner = max(1, math.ceil(concurrency / chunks))
+    if is_async:
+        # Async tasks (llm): a few chunk threads, each an event loop with many requests in
+        # flight, so 64 in flight are 64 coroutines, not 64 threads.
+        width = min(chunk_size, concurrency)
+        outer = min(chunks, max(1, math.ceil(concurrency / width)))
+        inner = math.ceil(concurrency / outer)
     pool = (
         ThreadPoolExecutor(concurrency, thread_name_prefix=f"batchline-{config.name}")
-        if inner > 1
+        if inner > 1 and not is_async
         else None
     )
 
     def run_chunk(batch: Batch[tuple[int, Any]]) -> list[Any]:
+        if is_async and mode == "item":
+            return list(asyncio.run(arun_chunk(batch, inner)))
         if mode == "chunk":
             values = [item for _, item in batch.items]
-            result = run_one(context.create_chunk_context(values, batch.index))
+            ctx = context.create_chunk_context(values, batch.index)
+            result = asyncio.run(arun_one(ctx, asyncio.Semaphore(1))) if is_async else run_one(ctx)
             if isinstance(result, ItemFailed):
                 return [result] * len(values)  # the chunk failed: all of its items did
             return [result, *([None] * (len(values) - 1))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 
 from batchline.engine.retry import RetryPolicy
 from batchline.errors import RunInterrupted, StateError
+from batchline.pipeline.calls import run_coroutine
 from batchline.state.base import BatchCommit, Lease, RunInfo
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
@@ -331,6 +333,8 @@ class WorkflowRunner:
             attempt += 1
             try:
                 value = get_task(step.task)(config)
+                if inspect.isawaitable(value):
+                    value = run_coroutine(value)
             except (KeyboardInterrupt, RunInterrupted):
                 raise
             except Exception as exc:

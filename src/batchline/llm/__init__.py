@@ -1,0 +1,36 @@
+"""LLM calls: an OpenAI-compatible client with limits, retries, a cache and cost accounting,
+and its front doors (``LLMAgent``, the ``llm`` workflow task, a context handler)."""
+
+from batchline.llm.cache import ResponseCache, request_key
+from batchline.llm.errors import (
+    BudgetExceededError,
+    LLMError,
+    LLMRequestError,
+    LLMTransientError,
+    MissingAPIKeyError,
+    RateLimitedError,
+    StructuredOutputError,
+)
+from batchline.llm.limits import AdaptiveLimiter, TokenBucket
+from batchline.llm.model import ChatModel, Completion
+from batchline.llm.packing import acomplete_items
+from batchline.llm.prices import DEFAULT_PRICES, Usage
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "AdaptiveLimiter",
+    "BudgetExceededError",
+    "ChatModel",
+    "Completion",
+    "LLMError",
+    "LLMRequestError",
+    "LLMTransientError",
+    "MissingAPIKeyError",
+    "RateLimitedError",
+    "ResponseCache",
+    "StructuredOutputError",
+    "TokenBucket",
+    "Usage",
+    "acomplete_items",
+    "request_key",
+]

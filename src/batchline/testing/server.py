@@ -1,0 +1,330 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1, for tests and benchmarks.
+
+It answers ``POST /v1/chat/completions`` and ``GET /v1/models`` deterministically:
+it echoes the last user message, or fills the requested JSON schema. It can inject
+the faults real providers have: latency, 429s with ``Retry-After``, 500s, requests
+that hang past the client's timeout, malformed JSON, and requests- and tokens-per-minute
+limits it enforces over a sliding minute.
+
+    with OpenAICompatibleServer(latency=0.05) as server:
+        model = ChatModel("test-model", base_url=server.base_url, api_key="test")
+
+    python -m batchline.testing.server --port 8000 --latency 0.05   # as a process
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[list[dict[str, Any]], dict[str, Any]], str | None]
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def fill_schema(schema: dict[str, Any], seed_text: str, defs: dict[str, Any] | None = None) -> Any:
+    """A deterministic value that satisfies a (simple) JSON schema."""
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        return fill_schema(defs[schema["$ref"].rsplit("/", 1)[-1]], seed_text, defs)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return fill_schema(schema[key][0], seed_text, defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: fill_schema(sub, f"{seed_text}:{name}", defs) for name, sub in props.items()}
+    if kind == "array":
+        return [fill_schema(schema.get("items", {"type": "string"}), seed_text, defs)]
+    if kind == "integer":
+        return len(seed_text) % 100
+    if kind == "number":
+        return (len(seed_text) % 100) / 10
+    if kind == "boolean":
+        return len(seed_text) % 2 == 0
+    if kind == "null":
+        return None
+    return seed_text[-60:]
+
+
+class OpenAICompatibleServer:
+    """The server, run on its own thread and event loop.
+
+    Args:
+        latency: seconds before each answer.
+        rate_limit_rate: share of requests answered 429 with ``Retry-After: retry_after``.
+        error_rate: share answered 500.
+        timeout_rate: share that hang for ``hang_seconds`` (past a client's timeout).
+        malformed_rate: share answered with broken JSON in the message content.
+        rpm_limit, tpm_limit: enforced per sliding minute (429 with a ``Retry-After``).
+        responder: ``fn(messages, body) -> content`` to script answers (None: default).
+        seed: for the fault injection.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        rate_limit_rate: float = 0.0,
+        retry_after: float = 1.0,
+        error_rate: float = 0.0,
+        timeout_rate: float = 0.0,
+        hang_seconds: float = 30.0,
+        malformed_rate: float = 0.0,
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        responder: Responder | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.rate_limit_rate = rate_limit_rate
+        self.retry_after = retry_after
+        self.error_rate = error_rate
+        self.timeout_rate = timeout_rate
+        self.hang_seconds = hang_seconds
+        self.malformed_rate = malformed_rate
+        self.rpm_limit = rpm_limit
+        self.tpm_limit = tpm_limit
+        self.responder = responder
+        self._rng = random.Random(seed)
+        self.counts: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._window: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def __enter__(self) -> OpenAICompatibleServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> OpenAICompatibleServer:
+        """Start serving on a background thread; returns once the port is open."""
+        self._thread = threading.Thread(target=self._serve, name="openai-test-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the test server did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        loop = self._loop
+        if loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        future.result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop = None
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(self._startup())
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    async def _startup(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        await site.start()
+        server: Any = site._server  # the bound port, when 0 was asked for
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        del request
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "test-model", "object": "model", "owned_by": "batchline"}],
+            }
+        )
+
+    def _limited(self, tokens: int) -> float | None:
+        """Seconds to wait if this request would break the per-minute limits, else None."""
+        now = time.monotonic()
+        with self._lock:
+            while self._window and now - self._window[0][0] >= 60:
+                self._window.popleft()
+            requests = len(self._window)
+            used = sum(t for _, t in self._window)
+            over_rpm = self.rpm_limit is not None and requests + 1 > self.rpm_limit
+            over_tpm = self.tpm_limit is not None and used + tokens > self.tpm_limit
+            if over_rpm or over_tpm:
+                oldest = self._window[0][0] if self._window else now
+                return max(0.05, 60 - (now - oldest))
+            self._window.append((now, tokens))
+            return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.counts["requests"] += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(body)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, body: dict[str, Any]) -> web.StreamResponse:
+        messages: list[dict[str, Any]] = body.get("messages", [])
+        if not messages or "model" not in body:
+            self.counts["400"] += 1
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "`model` and `messages` are required",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status=400,
+            )
+        prompt = " ".join(str(m.get("content", "")) for m in messages)
+        prompt_tokens = _tokens(prompt)
+        roll = self._rng.random()
+        if roll < self.rate_limit_rate:
+            self.counts["429"] += 1
+            return web.json_response(
+                {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit_error"}},
+                status=429,
+                headers={"Retry-After": f"{self.retry_after:g}"},
+            )
+        roll -= self.rate_limit_rate
+        wait = self._limited(prompt_tokens + int(body.get("max_tokens") or 16))
+        if wait is not None:
+            self.counts["429"] += 1
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "Rate limit reached for requests or tokens per minute",
+                        "type": "rate_limit_error",
+                    }
+                },
+                status=429,
+                headers={"Retry-After": f"{wait:.2f}"},
+            )
+        if roll < self.error_rate:
+            self.counts["500"] += 1
+            return web.json_response({"error": {"message": "injected server error"}}, status=500)
+        roll -= self.error_rate
+        if roll < self.timeout_rate:
+            self.counts["hang"] += 1
+            await asyncio.sleep(self.hang_seconds)
+        roll -= self.timeout_rate
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        content = self._content(messages, body)
+        if roll < self.malformed_rate:
+            self.counts["malformed"] += 1
+            content = content[: max(1, len(content) // 2)] + "{{not json"
+        self.counts["200"] += 1
+        completion_tokens = _tokens(content)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{self.counts['requests']}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": content},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                },
+            }
+        )
+
+    def _content(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+        if self.responder is not None:
+            scripted = self.responder(messages, body)
+            if scripted is not None:
+                return scripted
+        last = next(
+            (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            schema = fmt.get("json_schema", {}).get("schema", {})
+            return json.dumps(fill_schema(schema, last))
+        if fmt.get("type") == "json_object":
+            return json.dumps({"echo": last})
+        return f"echo: {last}"
+
+
+def main() -> None:
+    """Run the server in the foreground: ``python -m batchline.testing.server``."""
+    parser = argparse.ArgumentParser(description="An OpenAI-compatible test server")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm-limit", type=int, default=None)
+    parser.add_argument("--tpm-limit", type=int, default=None)
+    parser.add_argument("--rate-limit-rate", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    args = parser.parse_args()
+    server = OpenAICompatibleServer(
+        port=args.port,
+        latency=args.latency,
+        rpm_limit=args.rpm_limit,
+        tpm_limit=args.tpm_limit,
+        rate_limit_rate=args.rate_limit_rate,
+        error_rate=args.error_rate,
+    ).start()
+    print(f"serving on {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
