@@ -103,3 +103,27 @@ def test_release_notes_workflow(tmp_path: Path) -> None:
     assert "publish" in str(summary["steps"])
     assert (tmp_path / "r" / "NOTES-2.0.md").read_text().startswith("# batchline 2.0")
     assert not (tmp_path / "r" / "PUBLISHED.md").exists()  # publish defaults to false
+
+
+def test_llm_tagging_runs_against_the_local_server(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "llm_tagging.py"),
+            "limit=60",
+            f"out={tmp_path / 'o'}",
+            f"workspace={tmp_path / 'ws'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "using the local test server" in done.stdout
+    assert "completed: 60 tagged, 0 failed" in done.stdout
+    assert len((tmp_path / "o" / "tags.jsonl").read_text().splitlines()) == 60

@@ -211,16 +211,15 @@ class OpenAICompatibleServer:
 
     async def _answer(self, body: dict[str, Any]) -> web.StreamResponse:
         messages: list[dict[str, Any]] = body.get("messages", [])
+        problem = None
         if not messages or "model" not in body:
+            problem = "`model` and `messages` are required"
+        elif body.get("max_tokens") is not None and int(body["max_tokens"]) < 1:
+            problem = "`max_tokens` must be at least 1"
+        if problem is not None:
             self.counts["400"] += 1
             return web.json_response(
-                {
-                    "error": {
-                        "message": "`model` and `messages` are required",
-                        "type": "invalid_request_error",
-                    }
-                },
-                status=400,
+                {"error": {"message": problem, "type": "invalid_request_error"}}, status=400
             )
         prompt = " ".join(str(m.get("content", "")) for m in messages)
         prompt_tokens = _tokens(prompt)

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -123,10 +124,8 @@ def _load_entry_points() -> None:
     if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
-    try:  # batchline's own plug-in tasks (llm)
+    with suppress(ImportError):  # batchline's own plug-in tasks (llm)
         importlib.import_module("batchline.llm.task")
-    except ImportError:  # pragma: no cover - a broken optional dependency
-        pass
     for point in entry_points(group="batchline.tasks"):
         if point.name not in _REGISTRY:
             try:

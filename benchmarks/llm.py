@@ -1,0 +1,205 @@
+"""LLM I/O against the local OpenAI-compatible server (run as its own process).
+
+Throughput with 64 requests in flight at 50 ms a request (theoretical 1,280 requests/s)
+for each transport, side by side with plain aiohttp and LangChain's ChatOpenAI; the rate
+reached under a server-enforced limit of 600 requests/minute; and a re-run of 10,000
+cached requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from batchline.llm import ChatModel
+
+from .common import Row
+
+LATENCY, CONCURRENCY = 0.05, 64
+THEORETICAL = CONCURRENCY / LATENCY
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(*args: str) -> Iterator[str]:
+    """The test server in its own process (so it does not share our GIL)."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batchline.testing.server", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _drive(model: ChatModel, n: int) -> float:
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(model.acomplete(f"request {i}", cache=False) for i in range(n)))
+    finally:
+        await model.aclose()
+    return n / (time.perf_counter() - start)
+
+
+async def _plain_aiohttp(url: str, n: int) -> float:
+    import aiohttp
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(i: int) -> None:
+            async with (
+                gate,
+                session.post(
+                    f"{url}/chat/completions",
+                    json={
+                        "model": "test-model",
+                        "messages": [{"role": "user", "content": f"r{i}"}],
+                    },
+                ) as response,
+            ):
+                await response.json()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - start)
+
+
+def _langchain(url: str, n: int) -> Row:
+    label = f"LLM throughput, {CONCURRENCY} in flight, {LATENCY * 1000:.0f} ms"
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        return Row(
+            label, "LangChain ChatOpenAI.abatch", "not installed", "pip install langchain-openai"
+        )
+    chat = ChatOpenAI(model="test-model", base_url=url, api_key="t", max_retries=0)  # type: ignore[arg-type]
+    prompts = [f"request {i}" for i in range(n)]
+    start = time.perf_counter()
+    asyncio.run(chat.abatch(prompts, config={"max_concurrency": CONCURRENCY}))
+    rate = n / (time.perf_counter() - start)
+    return Row(
+        label,
+        "LangChain ChatOpenAI.abatch",
+        f"{rate:,.0f} req/s",
+        f"{rate / THEORETICAL:.0%} of theoretical",
+    )
+
+
+def run() -> list[Row]:
+    """Throughput per transport, rate under a limit, cached re-run."""
+    rows = []
+    n = 3000
+    label = f"LLM throughput, {CONCURRENCY} in flight, {LATENCY * 1000:.0f} ms"
+    with tempfile.TemporaryDirectory() as tmp, server("--latency", str(LATENCY)) as url:
+        rate = asyncio.run(_plain_aiohttp(url, n))
+        rows.append(
+            Row(
+                label,
+                "plain aiohttp (the floor)",
+                f"{rate:,.0f} req/s",
+                f"{rate / THEORETICAL:.0%} of theoretical {THEORETICAL:,.0f}",
+            )
+        )
+        for transport in ("aiohttp", "openai-aiohttp", "openai"):
+            model = ChatModel(
+                "test-model",
+                base_url=url,
+                api_key="t",
+                transport=transport,
+                max_concurrency=CONCURRENCY,
+                cache=False,
+                cache_dir=tmp,
+            )
+            rate = asyncio.run(_drive(model, n))
+            note = f"{rate / THEORETICAL:.0%} of theoretical"
+            if transport == "aiohttp":
+                note += "; target >= 85%"
+            rows.append(
+                Row(
+                    label, f"batchline ChatModel, transport={transport}", f"{rate:,.0f} req/s", note
+                )
+            )
+        rows.append(_langchain(url, n))
+    seconds = float(os.environ.get("BATCHLINE_BENCH_LIMIT_SECONDS", "60"))
+    with tempfile.TemporaryDirectory() as tmp, server("--rpm-limit", "600") as url:
+        model = ChatModel(
+            "test-model",
+            base_url=url,
+            api_key="t",
+            rpm=600,
+            cache=False,
+            cache_dir=tmp,
+            max_concurrency=CONCURRENCY,
+        )
+        total = int(600 / 60 * seconds)
+
+        async def limited() -> float:
+            start = time.perf_counter()
+            try:
+                results = await asyncio.gather(
+                    *(model.acomplete(f"q{i}", cache=False) for i in range(total))
+                )
+            finally:
+                await model.aclose()
+            assert len(results) == total
+            return time.perf_counter() - start
+
+        elapsed = asyncio.run(limited())
+        per_minute = total / elapsed * 60
+        rows.append(
+            Row(
+                "LLM under a server limit of 600 requests/min",
+                "batchline ChatModel(rpm=600)",
+                f"{per_minute:,.0f} req/min ({per_minute / 600:.0%})",
+                f"{total} requests, 0 lost; target >= 95%",
+            )
+        )
+    with tempfile.TemporaryDirectory() as tmp, server() as url:
+        model = ChatModel(
+            "test-model",
+            base_url=url,
+            api_key="t",
+            cache_dir=Path(tmp),
+            max_concurrency=CONCURRENCY,
+        )
+
+        async def fill(n: int) -> float:
+            start = time.perf_counter()
+            try:
+                await asyncio.gather(*(model.acomplete(f"cached {i}") for i in range(n)))
+            finally:
+                await model.aclose()
+            return time.perf_counter() - start
+
+        asyncio.run(fill(10_000))
+        again = asyncio.run(fill(10_000))
+        rows.append(
+            Row(
+                "LLM cache: re-run of 10,000 requests",
+                "batchline response cache",
+                f"{again:.2f} s",
+                f"{model.usage.cached_calls:,} served from cache; target < 2 s",
+            )
+        )
+    return rows
