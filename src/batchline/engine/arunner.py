@@ -12,10 +12,10 @@ import inspect
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from batchline.engine.core import Job, RunCore
+from batchline.backends import Backend
+from batchline.engine.core import Job, RunCore, call_sync
 from batchline.engine.keys import KeySpec
 from batchline.engine.options import (
     DEFAULT_CHUNK_SIZE,
@@ -62,6 +62,7 @@ def astream_batches(
     ordered: bool = True,
     progress: bool | None = None,
     handle_signals: bool = True,
+    backend: str | Backend | None = None,
 ) -> AsyncIterator[BatchOutcome[T, Any]]:
     """The asyncio twin of ``stream_batches``: ``async for outcome in astream_batches(...)``.
 
@@ -84,6 +85,7 @@ def astream_batches(
         ordered=ordered,
         progress=progress,
         handle_signals=handle_signals,
+        backend=backend,
     )
     return _adrive(RunCore(check_items(items), options), fn)
 
@@ -106,6 +108,7 @@ async def arun_batches(
     on_batch_error: ErrorHook | None = None,
     progress: bool | None = None,
     handle_signals: bool = True,
+    backend: str | Backend | None = None,
 ) -> RunResult[Any]:
     """The asyncio twin of ``run_batches``: ``result = await arun_batches(...)``."""
     check_function(fn)
@@ -125,6 +128,7 @@ async def arun_batches(
         ordered=True,
         progress=progress,
         handle_signals=handle_signals,
+        backend=backend,
     )
     materialized = list(check_items(items))
     core = RunCore(materialized, options)
@@ -173,8 +177,9 @@ async def _adrive(
     limit = core.options.max_concurrency
     window = 2 * limit
     ordered = core.options.ordered
-    is_async = _is_async(fn)
-    pool = None if is_async else ThreadPoolExecutor(limit, thread_name_prefix="batchline")
+    remote = core.options.backend.name != "local"
+    is_async = _is_async(fn) and not remote
+    pool: Any = None if is_async else core.options.backend.executor(limit)
     loop = asyncio.get_running_loop()
     running: dict[asyncio.Task[Any], Job] = {}
     retries: dict[asyncio.Task[Any], Job] = {}
@@ -188,6 +193,8 @@ async def _adrive(
     async def call(batch: Batch[Any]) -> Any:
         if is_async:
             return await fn(batch)
+        if remote:
+            return await asyncio.wrap_future(pool.submit(call_sync, fn, batch))
         result = await loop.run_in_executor(pool, fn, batch)
         if inspect.isawaitable(result):
             return await result

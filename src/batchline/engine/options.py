@@ -42,6 +42,7 @@ class RunOptions:
     progress: bool | None = None
     handle_signals: bool = True
     meta: Mapping[str, Any] | None = None
+    backend: Any = "local"
 
     def replace(self, **changes: Any) -> RunOptions:
         """A copy with ``changes`` applied (validated again)."""

@@ -11,9 +11,10 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, TypeVar
 
+from batchline.backends import Backend, resolve_backend
 from batchline.engine.core import Job, RunCore, call_sync
 from batchline.engine.keys import KeySpec
 from batchline.engine.options import (
@@ -57,10 +58,12 @@ def make_options(
     ordered: bool,
     progress: bool | None,
     handle_signals: bool,
+    backend: str | Backend | None = None,
 ) -> RunOptions:
     """Validated options from the public keyword arguments."""
     return validate(
         RunOptions(
+            backend=resolve_backend(backend),
             chunk_size=chunk_size,
             key=key,
             store=store,
@@ -99,6 +102,7 @@ def stream_batches(
     ordered: bool = True,
     progress: bool | None = None,
     handle_signals: bool = True,
+    backend: str | Backend | None = None,
 ) -> Iterator[BatchOutcome[T, Any]]:
     """Run ``fn`` over ``items`` in batches, yielding each batch's outcome once committed.
 
@@ -124,6 +128,8 @@ def stream_batches(
         ordered: yield outcomes in plan order (True) or as batches finish (False).
         progress: show a progress bar (None: only when stderr is a terminal).
         handle_signals: stop gracefully on SIGINT/SIGTERM (main thread only).
+        backend: ``"local"`` (threads), ``"ray"`` (Ray tasks; ``pip install
+            "batchline[ray]"``), or a backend object such as ``RayBackend(address=...)``.
 
     Yields:
         ``BatchOutcome`` per batch, after its state is committed.
@@ -152,6 +158,7 @@ def stream_batches(
         ordered=ordered,
         progress=progress,
         handle_signals=handle_signals,
+        backend=backend,
     )
     core = RunCore(check_items(items), options)
     return _drive(core, fn)
@@ -162,7 +169,7 @@ def _drive(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any, 
     core.open()
     try:
         with SignalGuard(core.stop, core.options.handle_signals):
-            if core.options.max_concurrency == 1:
+            if core.options.max_concurrency == 1 and core.options.backend.name == "local":
                 yield from _inline(core, fn)
             else:
                 yield from _threaded(core, fn)
@@ -219,7 +226,7 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
     running: dict[Future[Any], Job] = {}
     retries: list[tuple[float, int, Job]] = []
     tiebreak = itertools.count()
-    pool = ThreadPoolExecutor(limit, thread_name_prefix="batchline")
+    pool = core.options.backend.executor(limit)
     stop.abandon = lambda: pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(job: Job) -> None:
@@ -304,6 +311,7 @@ def run_batches(
     on_batch_error: ErrorHook | None = None,
     progress: bool | None = None,
     handle_signals: bool = True,
+    backend: str | Backend | None = None,
 ) -> RunResult[Any]:
     """Run ``fn`` over ``items`` in batches and return every result in input order.
 
@@ -332,6 +340,7 @@ def run_batches(
         ordered=True,
         progress=progress,
         handle_signals=handle_signals,
+        backend=backend,
     )
     materialized = list(check_items(items))
     core = RunCore(materialized, options)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+from batchline.backends import Backend, LocalBackend
 from batchline.engine.hooks import call_hook
 from batchline.engine.merge import merge_field, merge_outputs
 from batchline.engine.outcome import BatchOutcome
@@ -114,6 +115,7 @@ class PipelineBatchExecutor:
         run_id: str | None = None,
         progress: bool | Callable[[BatchProgressContext], Any] = False,
         tracing: Tracing | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.scope = scope
         self.run_steps = run_steps
@@ -125,6 +127,8 @@ class PipelineBatchExecutor:
         self.progress = progress
         self.tracing = tracing or Tracing()
         self._failed_agent: dict[int, str] = {}
+        self.backend: Backend = backend or LocalBackend()
+        self.remote: ScopeBatch | None = None
         self._batch_outputs: dict[int, list[Any]] = {}
 
     def stream(self, context: dict[str, Any]) -> Iterator[PipelineUpdate | ScopeOutcome]:
@@ -158,6 +162,8 @@ class PipelineBatchExecutor:
         ) as scope_span:
 
             def run_batch(batch: Batch[tuple[int, Any]]) -> list[Any]:
+                if self.remote is not None:
+                    return self.remote(batch)
                 if not self.tracing.enabled:
                     return self._run_batch(batch, base, over, total_batches)
                 with self.tracing.span(
@@ -221,6 +227,9 @@ class PipelineBatchExecutor:
                     call_hook("progress", self.progress, progress)
 
             def on_error(p: BatchProgress, error: BaseException) -> None:
+                agent = getattr(error, "batchline_agent", None)
+                if isinstance(agent, str):
+                    self._failed_agent.setdefault(p.batch_number, agent)
                 progress = progress_of(p, batch_items(p.batch_number))
                 for hook in config.hooks.get("on_batch_error", ()):
                     call_hook("on_batch_error", hook, progress, error)
@@ -233,9 +242,23 @@ class PipelineBatchExecutor:
                 or config.persist_batch is not None
                 or callable(self.progress)
             )
+            if self.backend.name != "local":
+                # Another process runs the batch: ship a picklable callable, no tracing there.
+                from batchline.pipeline.remote import run_nodes  # noqa: PLC0415
+
+                self.remote = ScopeBatch(
+                    scope.name,
+                    scope.steps,
+                    config.skip_if,
+                    config.load_existing,
+                    base,
+                    over,
+                    total_batches,
+                    run_nodes,
+                )
             stream = stream_batches(
                 pairs,
-                run_batch,
+                self.remote if self.remote is not None else run_batch,
                 chunk_size=chunk_size,
                 key=keyed,
                 store=self.store or MemoryStateStore(keep_results=False, require_json=False),
@@ -248,6 +271,7 @@ class PipelineBatchExecutor:
                 on_batch_error=on_error,
                 progress=self.progress is True,
                 handle_signals=False,
+                backend=self.backend,
             )
             try:
                 for result in stream:
@@ -275,66 +299,21 @@ class PipelineBatchExecutor:
         self, batch: Batch[tuple[int, Any]], base: dict[str, Any], over: str, total: int
     ) -> list[Any]:
         """Skip, run the scope's agents on the chunk, and return the batch's fields."""
-        config = self.scope.config
-        chunk = list(map(_SECOND, batch.items))
-        loaded: dict[int, Any] = {}
-        skipped = 0
-        if config.skip_if is None:
-            run_offsets: list[int] | range = range(len(chunk))
-            to_run = chunk
-        else:
-            view = _ReadOnly(base)
-            run_offsets = []
-            for offset, item in enumerate(chunk):
-                if config.skip_if(item, view):
-                    existing = config.load_existing(item, view) if config.load_existing else None
-                    if existing is not None:
-                        loaded[offset] = existing
-                    else:
-                        skipped += 1
-                else:
-                    run_offsets.append(offset)
-            to_run = [chunk[i] for i in run_offsets]
-        context = dict(base)
-        context[over] = to_run
-        context[BATCH_KEY] = {
-            "number": batch.number,
-            "total": total,
-            "size": len(chunk),
-            "index": batch.index,
-        }
-        produced: dict[str, Any] = {}
-        if to_run:
-            try:
-                produced = self.run_steps(self.scope.steps, context)
-            except StepError as exc:
-                self._failed_agent[batch.number] = exc.step_name
-                raise
-            except Exception as exc:
-                self._failed_agent[batch.number] = getattr(exc, "batchline_agent", self.scope.name)
-                raise
-        produced.pop(BATCH_KEY, None)
-        processed = produced.get(over, to_run)
-        if not isinstance(processed, list):
-            processed = [processed]
-        if loaded:
-            if len(processed) == len(to_run):
-                by_offset = dict(zip(run_offsets, processed, strict=True))
-                by_offset.update(loaded)
-                processed = [by_offset[i] for i in sorted(by_offset)]
-            else:
-                log.warning(
-                    "scope %s batch %d: agents returned %d items for %d processed; loaded "
-                    "results are appended after them",
-                    self.scope.name,
-                    batch.number,
-                    len(processed),
-                    len(to_run),
-                )
-                processed = [*processed, *(loaded[i] for i in sorted(loaded))]
-        produced[over] = processed
-        payload = {"fields": produced, "skipped": skipped}
-        return [payload, *([None] * (len(batch.items) - 1))]
+        runner = ScopeBatch(
+            self.scope.name,
+            self.scope.steps,
+            self.scope.config.skip_if,
+            self.scope.config.load_existing,
+            base,
+            over,
+            total,
+            self.run_steps,
+        )
+        try:
+            return runner(batch)
+        except Exception as exc:
+            self._failed_agent[batch.number] = getattr(exc, "batchline_agent", self.scope.name)
+            raise
 
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]
@@ -458,6 +437,82 @@ class _Snapshot(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._names())
+
+
+@dataclass
+class ScopeBatch:
+    """One batch of a scope, as a picklable callable (Ray ships it to a worker)."""
+
+    scope: str
+    steps: tuple[Any, ...]
+    skip_if: Any
+    load_existing: Any
+    base: dict[str, Any]
+    over: str
+    total: int
+    run_steps: RunSteps
+
+    def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
+        chunk = list(map(_SECOND, batch.items))
+        loaded: dict[int, Any] = {}
+        skipped = 0
+        if self.skip_if is None:
+            run_offsets: list[int] | range = range(len(chunk))
+            to_run = chunk
+        else:
+            view = _ReadOnly(self.base)
+            run_offsets = []
+            for offset, item in enumerate(chunk):
+                if self.skip_if(item, view):
+                    existing = self.load_existing(item, view) if self.load_existing else None
+                    if existing is not None:
+                        loaded[offset] = existing
+                    else:
+                        skipped += 1
+                else:
+                    run_offsets.append(offset)
+            to_run = [chunk[i] for i in run_offsets]
+        context = dict(self.base)
+        context[self.over] = to_run
+        context[BATCH_KEY] = {
+            "number": batch.number,
+            "total": self.total,
+            "size": len(chunk),
+            "index": batch.index,
+        }
+        produced: dict[str, Any] = {}
+        if to_run:
+            try:
+                produced = self.run_steps(self.steps, context)
+            except StepError as exc:
+                exc.batchline_agent = exc.step_name  # type: ignore[attr-defined]
+                raise
+            except Exception as exc:
+                if not hasattr(exc, "batchline_agent"):
+                    exc.batchline_agent = self.scope  # type: ignore[attr-defined]
+                raise
+        produced.pop(BATCH_KEY, None)
+        processed = produced.get(self.over, to_run)
+        if not isinstance(processed, list):
+            processed = [processed]
+        if loaded:
+            if len(processed) == len(to_run):
+                by_offset = dict(zip(run_offsets, processed, strict=True))
+                by_offset.update(loaded)
+                processed = [by_offset[i] for i in sorted(by_offset)]
+            else:
+                log.warning(
+                    "scope %s batch %d: agents returned %d items for %d processed; loaded "
+                    "results are appended after them",
+                    self.scope,
+                    batch.number,
+                    len(processed),
+                    len(to_run),
+                )
+                processed = [*processed, *(loaded[i] for i in sorted(loaded))]
+        produced[self.over] = processed
+        payload = {"fields": produced, "skipped": skipped}
+        return [payload, *([None] * (len(batch.items) - 1))]
 
 
 def _payloads(result: BatchOutcome[Any, Any]) -> list[dict[str, Any]]:

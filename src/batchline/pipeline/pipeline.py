@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from batchline.backends import Backend, resolve_backend
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import run_batches
 from batchline.errors import ConfigurationError
@@ -47,6 +48,9 @@ class Pipeline:
         store: a state store; with ``run_id``, a re-run resumes committed batches.
         run_id: the pipeline run's id in the store.
         tracer_provider: OpenTelemetry provider (default: the global one).
+        backend: where scope batches run: ``"local"`` (threads) or ``"ray"`` (Ray tasks;
+            agents must be picklable), or a backend object.
+        ray_address: the Ray cluster to join with ``backend="ray"``.
 
     Raises:
         BatchingConfigurationError: a scope is misplaced (raised here, at build time).
@@ -63,6 +67,8 @@ class Pipeline:
         store: StateStore | None = None,
         run_id: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        backend: str | Backend | None = None,
+        ray_address: str | None = None,
     ) -> None:
         self.flow: Node = to_node(flow)
         self.units, self.scopes = compile_flow(self.flow)
@@ -89,6 +95,7 @@ class Pipeline:
         self.store = store
         self.run_id = run_id
         self.tracing = Tracing(tracer_provider)
+        self.backend = resolve_backend(backend, ray_address)
         if os.environ.get("BATCHLINE_DEBUG", "").strip() in {"1", "true", "yes"}:
             _enable_debug_logging()
 
@@ -288,6 +295,7 @@ class Pipeline:
             run_id=f"{self.run_id}/scope-{path}-{scope.name}" if self.run_id else None,
             progress=self.progress,
             tracing=self.tracing,
+            backend=self.backend,
         )
         for item in executor.stream(state.context):
             if isinstance(item, ScopeOutcome):
