@@ -171,3 +171,29 @@ def test_pipeline_scope_on_the_backend(backend: Any) -> None:
     (failure,) = result.failures
     assert (failure.batch_number, failure.agent, failure.error_type) == (2, "Enrich",
                                                                         "ValueError")
+
+
+@pytest.mark.ray
+def test_workflow_batch_step_on_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import json
+    import subprocess
+
+    workflow = tmp_path / "wf.yaml"
+    workflow.write_text("""name: on-ray
+settings: {backend: ray}
+steps:
+  - name: squares
+    task: batch
+    inputs:
+      items: "{{ range(20) | list }}"
+      chunk_size: 5
+      task: {task: python, inputs: {code: "result = batch['item'] ** 2"}}
+""")
+    done = subprocess.run(
+        [sys.executable, "-m", "batchline.cli", "run", str(workflow), "--format", "json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=180, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["steps"]["squares"]["result"]
+    assert result["results"] == [i * i for i in range(20)]

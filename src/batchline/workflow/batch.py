@@ -193,6 +193,156 @@ def _positive(config: TaskConfig, key: str, default: int) -> int:
     return value
 
 
+@dataclass
+class ChunkRunner:
+    """Runs the nested task over one chunk: rendered per item, retried per item.
+
+    Picklable (only plain data and the task's name), so the Ray backend can ship it to a
+    worker; the thread pool and the stop event are made where it runs.
+    """
+
+    step: str
+    nested_type: str
+    nested_inputs: dict[str, Any]
+    context: BatchContext
+    workspace: Any
+    base_dir: Any
+    settings: dict[str, Any]
+    policy: RetryPolicy
+    mode: str
+    inner: int
+    _local: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_local"] = {}
+        return state
+
+    def stop_event(self) -> threading.Event:
+        """Set to stop retrying (a run being interrupted)."""
+        event: threading.Event = self._local.setdefault("stop", threading.Event())
+        return event
+
+    def close(self) -> None:
+        """Shut the item pool down."""
+        pool = self._local.pop("pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pool(self) -> ThreadPoolExecutor | None:
+        if self.inner <= 1:
+            return None
+        with _POOL_LOCK:
+            pool: ThreadPoolExecutor | None = self._local.get("pool")
+            if pool is None:
+                pool = ThreadPoolExecutor(
+                    int(self.settings.get("max_concurrency") or self.inner),
+                    thread_name_prefix=f"batchline-{self.step}",
+                )
+                self._local["pool"] = pool
+        return pool
+
+    def _prepare(self, inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
+        try:
+            inputs = render(dict(self.nested_inputs), inputs_context, step=self.step)
+        except TemplateError as exc:
+            return ItemFailed(exc, 0)
+        if not isinstance(inputs, dict):
+            return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        return TaskConfig(
+            name=self.step,
+            type=self.nested_type,
+            inputs=inputs,
+            workspace=self.workspace,
+            base_dir=self.base_dir,
+            context=inputs_context,
+            raw_inputs=self.nested_inputs,
+            settings=self.settings,
+        )
+
+    def run_one(self, inputs_context: dict[str, Any]) -> Any:
+        """One item (or chunk), with its retries."""
+        task_config = self._prepare(inputs_context)
+        if isinstance(task_config, ItemFailed):
+            return task_config
+        handler = get_task(self.nested_type)
+        stop = self.stop_event()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return [handler(task_config), attempt]
+            except Exception as exc:
+                delay = self.policy.delay_for(attempt, exc)
+                if delay is None or stop.is_set() or stop.wait(delay):
+                    return ItemFailed(exc, attempt)
+
+    async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
+        """One item of an async task, with its retries."""
+        task_config = self._prepare(inputs_context)
+        if isinstance(task_config, ItemFailed):
+            return task_config
+        handler = get_task(self.nested_type)
+        stop = self.stop_event()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with gate:
+                    return [await handler(task_config), attempt]
+            except Exception as exc:
+                delay = self.policy.delay_for(attempt, exc)
+                if delay is None or stop.is_set():
+                    return ItemFailed(exc, attempt)
+                await asyncio.sleep(delay)
+
+    async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
+        gate = asyncio.Semaphore(self.inner)
+        try:
+            return list(
+                await asyncio.gather(
+                    *(
+                        self.arun_one(self.context.create_item_context(item, index), gate)
+                        for index, item in batch.items
+                    )
+                )
+            )
+        finally:
+            closer = getattr(get_task(self.nested_type), "aclose", None)
+            if closer is not None:
+                await closer()
+
+    def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
+        is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
+        if is_async and self.mode == "item":
+            return list(asyncio.run(self._arun_chunk(batch)))
+        if self.mode == "chunk":
+            values = [item for _, item in batch.items]
+            ctx = self.context.create_chunk_context(values, batch.index)
+            result = (
+                asyncio.run(self.arun_one(ctx, asyncio.Semaphore(1)))
+                if is_async
+                else self.run_one(ctx)
+            )
+            if isinstance(result, ItemFailed):
+                return [result] * len(values)  # the chunk failed: all of its items did
+            return [result, *([None] * (len(values) - 1))]
+        pool = self._pool()
+        if pool is None:
+            return [
+                self.run_one(self.context.create_item_context(item, index))
+                for index, item in batch.items
+            ]
+        futures = [
+            pool.submit(self.run_one, self.context.create_item_context(item, index))
+            for index, item in batch.items
+        ]
+        return [future.result() for future in futures]
+
+
+_POOL_LOCK = threading.Lock()
+
+
 @register_task("batch")
 def batch_task(config: TaskConfig) -> dict[str, Any]:
     """Run ``inputs.task`` for every item of ``inputs.items`` (see the module docstring).
@@ -233,76 +383,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     )
     key_field = config.inputs.get("key")
     keyed: Any = (lambda pair: pair[0]) if not key_field else (lambda pair: pair[1][key_field])
-    stop = threading.Event()
-
     is_async = inspect.iscoroutinefunction(handler)
-
-    def prepare(inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
-        try:
-            inputs = render(dict(nested_inputs), inputs_context, step=config.name)
-        except TemplateError as exc:
-            return ItemFailed(exc, 0)
-        if not isinstance(inputs, dict):
-            return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
-        return TaskConfig(
-            name=config.name,
-            type=nested_type,
-            inputs=inputs,
-            workspace=config.workspace,
-            base_dir=config.base_dir,
-            context=inputs_context,
-            raw_inputs=nested_inputs,
-            settings=config.settings,
-        )
-
-    def run_one(inputs_context: dict[str, Any]) -> Any:
-        task_config = prepare(inputs_context)
-        if isinstance(task_config, ItemFailed):
-            return task_config
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return [handler(task_config), attempt]
-            except Exception as exc:
-                delay = policy.delay_for(attempt, exc)
-                if delay is None or stop.is_set():
-                    return ItemFailed(exc, attempt)
-                if stop.wait(delay):
-                    return ItemFailed(exc, attempt)
-
-    async def arun_one(inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
-        task_config = prepare(inputs_context)
-        if isinstance(task_config, ItemFailed):
-            return task_config
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with gate:
-                    return [await handler(task_config), attempt]
-            except Exception as exc:
-                delay = policy.delay_for(attempt, exc)
-                if delay is None or stop.is_set():
-                    return ItemFailed(exc, attempt)
-                await asyncio.sleep(delay)
-
-    async def arun_chunk(batch: Batch[tuple[int, Any]], width: int) -> list[Any]:
-        gate = asyncio.Semaphore(width)
-        try:
-            return list(
-                await asyncio.gather(
-                    *(
-                        arun_one(context.create_item_context(item, index), gate)
-                        for index, item in batch.items
-                    )
-                )
-            )
-        finally:
-            closer = getattr(handler, "aclose", None)
-            if closer is not None:
-                await closer()
-
     # `max_concurrency` items in flight: as many chunks at once as that allows (items of
     # a chunk then run one after another, with no pool overhead), and a pool inside each
     # chunk only when there are fewer chunks than the concurrency asked for.
@@ -315,31 +396,20 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         width = min(chunk_size, concurrency)
         outer = min(chunks, max(1, math.ceil(concurrency / width)))
         inner = math.ceil(concurrency / outer)
-    pool = (
-        ThreadPoolExecutor(concurrency, thread_name_prefix=f"batchline-{config.name}")
-        if inner > 1 and not is_async
-        else None
+    run_chunk = ChunkRunner(
+        step=config.name,
+        nested_type=nested_type,
+        nested_inputs=dict(nested_inputs),
+        context=context,
+        workspace=config.workspace,
+        base_dir=config.base_dir,
+        settings={"max_concurrency": concurrency, "llm_model": config.settings.get("llm_model")},
+        policy=policy,
+        mode=mode,
+        inner=inner,
     )
-
-    def run_chunk(batch: Batch[tuple[int, Any]]) -> list[Any]:
-        if is_async and mode == "item":
-            return list(asyncio.run(arun_chunk(batch, inner)))
-        if mode == "chunk":
-            values = [item for _, item in batch.items]
-            ctx = context.create_chunk_context(values, batch.index)
-            result = asyncio.run(arun_one(ctx, asyncio.Semaphore(1))) if is_async else run_one(ctx)
-            if isinstance(result, ItemFailed):
-                return [result] * len(values)  # the chunk failed: all of its items did
-            return [result, *([None] * (len(values) - 1))]
-        if pool is None:
-            return [
-                run_one(context.create_item_context(item, index)) for index, item in batch.items
-            ]
-        futures = [
-            pool.submit(run_one, context.create_item_context(item, index))
-            for index, item in batch.items
-        ]
-        return [future.result() for future in futures]
+    stop = run_chunk.stop_event()
+    backend = config.settings.get("backend")
 
     store = config.settings.get("store")
     run_id = config.settings.get("run_id")
@@ -364,6 +434,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             store=store,
             run_id=f"{run_id}/{config.name}" if run_id else None,
             max_concurrency=outer,
+            backend=backend,
             retry=RetryPolicy.none(),
             progress=config.settings.get("progress"),
             handle_signals=bool(config.settings.get("handle_signals", True)),
@@ -399,8 +470,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stopped = exc
     finally:
         stop.set()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        run_chunk.close()
     if stopped is not None:
         raise stopped
     if mode == "chunk":

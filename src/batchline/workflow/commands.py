@@ -132,7 +132,6 @@ def register(main: click.Group) -> None:
         ray_address: str | None,
     ) -> None:
         """Run WORKFLOW (a YAML file) with params given as name=value."""
-        del backend, ray_address  # the local backend; Ray is chosen per batch step
         try:
             spec = load_workflow(workflow)
             given = _parse_params(params)
@@ -157,6 +156,8 @@ def register(main: click.Group) -> None:
                 workspace=workspace,
                 run_id=run_id,
                 out=None if quiet or output == "json" else sys.stderr,
+                backend=backend,
+                ray_address=ray_address,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -179,7 +180,6 @@ def register(main: click.Group) -> None:
         ray_address: str | None,
     ) -> None:
         """Resume RUN_ID: completed steps are restored, only missing and failed items run."""
-        del backend, ray_address
         folder = Path(workspace or ".batchline")
         try:
             info = run_info(folder, run_id)
@@ -199,6 +199,8 @@ def register(main: click.Group) -> None:
                 workspace=meta.get("workspace", folder),
                 run_id=run_id,
                 out=None if quiet or output == "json" else sys.stderr,
+                backend=backend,
+                ray_address=ray_address,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)

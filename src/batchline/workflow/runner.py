@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from batchline.backends import resolve_backend
 from batchline.engine.retry import RetryPolicy
 from batchline.errors import RunInterrupted, StateError
 from batchline.pipeline.calls import run_coroutine
@@ -170,6 +171,8 @@ class WorkflowRunner:
         run_id: resume this run; None starts a new one.
         out: where progress lines go (None: silent).
         progress: the engine's progress bar for batch steps (None: on a terminal).
+        backend: where batch steps run (``local`` or ``ray``; default ``settings.backend``).
+        ray_address: the Ray cluster to join.
     """
 
     def __init__(
@@ -183,6 +186,8 @@ class WorkflowRunner:
         run_id: str | None = None,
         out: TextIO | None = None,
         progress: bool | None = None,
+        backend: str | None = None,
+        ray_address: str | None = None,
     ) -> None:
         self.spec = spec
         self.source = str(Path(source).resolve()) if source else ""
@@ -194,6 +199,9 @@ class WorkflowRunner:
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
+        self.backend_name = backend or spec.settings.backend
+        self.ray_address = ray_address
+        self._backend: Any = None
         self.store: SQLiteStateStore | None = None
         self._lease: Lease | None = None
 
@@ -324,6 +332,7 @@ class WorkflowRunner:
                 "run_id": self.run_id,
                 "progress": self.progress,
                 "on_progress": self._batch_progress(label) if step.task == "batch" else None,
+                "backend": self._resolve_backend() if step.task == "batch" else None,
             },
         )
         self._say(f"{label} ...")
@@ -371,6 +380,11 @@ class WorkflowRunner:
             )
         self._say(f"{label}: done in {duration:.2f}s" + _summary(value))
         return StepRecord("completed", result=value, duration=duration, attempts=attempt)
+
+    def _resolve_backend(self) -> Any:
+        if self._backend is None:
+            self._backend = resolve_backend(self.backend_name, self.ray_address)
+        return self._backend
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
