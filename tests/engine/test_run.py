@@ -400,3 +400,12 @@ def test_not_callable_function() -> None:
 
 def test_batch_error_type_is_terminal() -> None:
     assert issubclass(BatchResultError, TerminalError)
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    run_batches(range(10), lambda b: list(b.items), chunk_size=5)
+    assert capsys.readouterr().err == ""  # not a terminal: silent
+    run_batches(range(10), lambda b: list(b.items), chunk_size=5, progress=True, run_id="bar")
+    err = capsys.readouterr().err
+    assert "bar" in err
+    assert "10/10" in err

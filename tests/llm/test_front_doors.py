@@ -95,6 +95,12 @@ steps:
     )
     assert again.returncode == 0
     assert server.counts["requests"] == 48  # a re-run pays nothing: the workspace cache
+    first_usage = json.loads(done.stdout)["usage"]
+    assert first_usage["calls"] == 48
+    assert first_usage["cost_usd"] > 0
+    second_usage = json.loads(again.stdout)["usage"]
+    assert second_usage["cached_calls"] == 48
+    assert second_usage["cost_usd"] == 0
 
 
 def test_context_handler_with_the_batch_executor(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from batchline.llm.model import ChatModel
+from batchline.llm.prices import Usage
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
@@ -53,6 +54,14 @@ async def llm_task(config: TaskConfig) -> Any:
         **options,
     )
     return completion.parsed if completion.parsed is not None else completion.text
+
+
+def usage_snapshot() -> dict[str, float | int]:
+    """Usage summed over the models the ``llm`` task made in this process."""
+    total = Usage()
+    for model in list(_MODELS.values()):
+        total.add(model.usage)
+    return total.as_dict()
 
 
 async def _close_all() -> None:

@@ -61,6 +61,15 @@ def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
     elif not quiet or result.exit_code:
         stream = sys.stderr if result.exit_code else sys.stdout
         click.echo(f"run {result.run_id}: {result.status}. {result.message}", file=stream)
+        usage = result.usage
+        if usage:
+            click.echo(
+                f"LLM: {int(usage.get('calls', 0))} calls ({int(usage.get('cached_calls', 0))} "
+                f"from cache), {int(usage.get('prompt_tokens', 0)):,} prompt + "
+                f"{int(usage.get('completion_tokens', 0)):,} completion tokens, "
+                f"${usage.get('cost_usd', 0):.4f}",
+                file=stream,
+            )
     sys.exit(result.exit_code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -125,10 +126,11 @@ class StepRecord:
     error_type: str | None = None
     duration: float = 0.0
     attempts: int = 0
+    usage: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return {
+        data = {
             "status": self.status,
             "result": self.result,
             "error": self.error,
@@ -136,6 +138,9 @@ class StepRecord:
             "duration": round(self.duration, 4),
             "attempts": self.attempts,
         }
+        if self.usage:
+            data["usage"] = self.usage
+        return data
 
 
 @dataclass
@@ -148,15 +153,27 @@ class WorkflowResult:
     exit_code: int = EXIT_OK
     message: str = ""
 
+    @property
+    def usage(self) -> dict[str, float]:
+        """LLM usage summed over the steps (calls, tokens, cost_usd)."""
+        total: dict[str, float] = {}
+        for record in self.steps.values():
+            for name, value in (record.usage or {}).items():
+                total[name] = total.get(name, 0) + value
+        return total
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data (``--format json``)."""
-        return {
+        data = {
             "run_id": self.run_id,
             "status": self.status,
             "exit_code": self.exit_code,
             "message": self.message,
             "steps": {name: record.as_dict() for name, record in self.steps.items()},
         }
+        if self.usage:
+            data["usage"] = self.usage
+        return data
 
 
 class WorkflowRunner:
@@ -248,7 +265,9 @@ class WorkflowRunner:
                         " before, restored"
                     )
                     continue
+                before = _llm_usage()
                 record = self._run_step(index, step, namespaces)
+                record.usage = _usage_delta(before, _llm_usage())
                 result.steps[step.name] = record
                 namespaces["steps"][step.name] = _namespace(record)
                 self._commit(index, step, record)
@@ -430,6 +449,25 @@ class WorkflowRunner:
                     attempts=data.get("attempts", 0),
                 )
         return records
+
+
+def _llm_usage() -> dict[str, float | int]:
+    """What the ``llm`` task has used so far in this process (empty if never loaded)."""
+    module = sys.modules.get("batchline.llm.task")
+    if module is None:
+        return {}
+    snapshot: dict[str, float | int] = module.usage_snapshot()
+    return snapshot
+
+
+def _usage_delta(
+    before: dict[str, float | int], after: dict[str, float | int]
+) -> dict[str, Any] | None:
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    if not delta.get("calls"):
+        return None
+    delta["cost_usd"] = round(float(delta["cost_usd"]), 6)
+    return delta
 
 
 def _namespace(record: StepRecord) -> Namespace:
