@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from batchline.llm.prices import Usage
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
+_LOCK = threading.Lock()
 
 
 def model_for(config: TaskConfig) -> ChatModel:
@@ -18,19 +20,21 @@ def model_for(config: TaskConfig) -> ChatModel:
     name = str(inputs.get("model") or config.settings.get("llm_model") or "gpt-4o-mini")
     base_url = inputs.get("base_url")
     key = (name, base_url, str(config.workspace), inputs.get("max_concurrency"))
-    model = _MODELS.get(key)
-    if model is None:
-        model = ChatModel(
-            name,
-            base_url=base_url,
-            cache_dir=Path(config.workspace),
-            max_concurrency=int(inputs.get("max_concurrency") or 64),
-            rpm=inputs.get("rpm"),
-            tpm=inputs.get("tpm"),
-            max_cost_usd=inputs.get("max_cost_usd"),
-        )
-        _MODELS[key] = model
-    return model
+    with _LOCK:  # chunk threads ask at the same time: make exactly one model per key
+        return _MODELS.get(key) or _MODELS.setdefault(key, _new_model(config, name, base_url))
+
+
+def _new_model(config: TaskConfig, name: str, base_url: Any) -> ChatModel:
+    inputs = config.inputs
+    return ChatModel(
+        name,
+        base_url=base_url,
+        cache_dir=Path(config.workspace),
+        max_concurrency=int(inputs.get("max_concurrency") or 64),
+        rpm=inputs.get("rpm"),
+        tpm=inputs.get("tpm"),
+        max_cost_usd=inputs.get("max_cost_usd"),
+    )
 
 
 @register_task("llm")
