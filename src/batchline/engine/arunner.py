@@ -31,6 +31,7 @@ from batchline.engine.outcome import BatchOutcome, RunResult
 from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import Collector, make_options
+from batchline.engine.window import Window
 from batchline.errors import BatchRunError
 from batchline.state.base import StateStore
 
@@ -175,19 +176,13 @@ async def _adrive(
     core: RunCore, fn: AsyncBatchFunction[Any]
 ) -> AsyncIterator[BatchOutcome[Any, Any]]:
     limit = core.options.max_concurrency
-    window = 2 * limit
-    ordered = core.options.ordered
     remote = core.options.backend.name != "local"
     is_async = _is_async(fn) and not remote
     pool: Any = None if is_async else core.options.backend.executor(limit)
     loop = asyncio.get_running_loop()
     running: dict[asyncio.Task[Any], Job] = {}
     retries: dict[asyncio.Task[Any], Job] = {}
-    ready: dict[int, BatchOutcome[Any, Any]] = {}
-    plan = core.plan()
-    exhausted = False
-    next_index = 0
-    emit_index = 0
+    window = Window(core, core.plan(), ordered=core.options.ordered, width=2 * limit)
     error: BaseException | None = None
 
     async def call(batch: Batch[Any]) -> Any:
@@ -208,31 +203,15 @@ async def _adrive(
     guard = _LoopSignals(core, running)
     try:
         while True:
-            while not exhausted and not core.stop and len(running) + len(retries) < limit:
-                if ordered and next_index - emit_index >= window:
+            while not core.stop and len(running) + len(retries) < limit:
+                job = window.take()
+                if job is None:
                     break
-                batch = next(plan, None)
-                if batch is None:
-                    exhausted = True
-                    break
-                next_index += 1
-                job = core.prepare(batch)
-                if job.outcome is not None:
-                    ready[batch.index] = job.outcome
-                else:
-                    submit(job)
-            emitted = False
-            if ordered:
-                while emit_index in ready:
-                    emitted = True
-                    yield ready.pop(emit_index)
-                    emit_index += 1
-            elif ready:
-                emitted = True
-                for index in sorted(ready):
-                    yield ready.pop(index)
-                emit_index = next_index
-            if emitted:
+                submit(job)
+            released = window.release()
+            if released:
+                for outcome in released:
+                    yield outcome
                 continue
             if not running and not retries:
                 break
@@ -251,16 +230,15 @@ async def _adrive(
                     continue  # abandoned by a second signal: not committed, resume runs it
                 exc = task.exception()
                 if exc is None:
-                    outcome = core.succeed(job, task.result())
+                    window.finish(job, core.succeed(job, task.result()))
+                    continue
+                decision = core.fail(job, exc)
+                if isinstance(decision, BatchOutcome):
+                    window.finish(job, decision)
                 else:
-                    decision = core.fail(job, exc)
-                    if not isinstance(decision, BatchOutcome):
-                        retries[asyncio.ensure_future(asyncio.sleep(decision))] = job
-                        continue
-                    outcome = decision
-                ready[job.batch.index] = outcome
-        for index in sorted(ready):
-            yield ready.pop(index)
+                    retries[asyncio.ensure_future(asyncio.sleep(decision))] = job
+        for outcome in window.drain():
+            yield outcome
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         error = exc
         core.stop.set()

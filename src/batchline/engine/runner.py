@@ -33,6 +33,7 @@ from batchline.engine.outcome import BatchOutcome, RunResult
 from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.signals import SignalGuard
+from batchline.engine.window import Window
 from batchline.errors import BatchRunError, RunInterrupted
 from batchline.state.base import StateStore
 
@@ -215,14 +216,8 @@ def _inline(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any,
 
 def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any, Any]]:
     limit = core.options.max_concurrency
-    window = 2 * limit
-    ordered = core.options.ordered
     stop = core.stop
-    plan = core.plan()
-    exhausted = False
-    next_index = 0  # index of the next planned batch
-    emit_index = 0  # index of the next outcome to yield (ordered mode)
-    ready: dict[int, BatchOutcome[Any, Any]] = {}
+    window = Window(core, core.plan(), ordered=core.options.ordered, width=2 * limit)
     running: dict[Future[Any], Job] = {}
     retries: list[tuple[float, int, Job]] = []
     tiebreak = itertools.count()
@@ -238,34 +233,17 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
             now = time.monotonic()
             while retries and retries[0][0] <= now and len(running) < limit and not stop:
                 submit(heapq.heappop(retries)[2])
-            while not exhausted and not stop and len(running) < limit:
-                if ordered and next_index - emit_index >= window:
+            while not stop and len(running) < limit:
+                job = window.take()
+                if job is None:
                     break
-                batch = next(plan, None)
-                if batch is None:
-                    exhausted = True
-                    break
-                next_index += 1
-                job = core.prepare(batch)
-                if job.outcome is not None:
-                    ready[batch.index] = job.outcome
-                else:
-                    submit(job)
-            emitted = False
-            if ordered:
-                while emit_index in ready:
-                    emitted = True
-                    yield ready.pop(emit_index)
-                    emit_index += 1
-            elif ready:
-                emitted = True
-                for index in sorted(ready):
-                    yield ready.pop(index)
-                emit_index = next_index
-            if emitted:
+                submit(job)
+            released = window.release()
+            if released:
+                yield from released
                 continue
             if not running:
-                if stop or (exhausted and not retries):
+                if stop or (window.exhausted and not retries):
                     break  # on a stop, pending retries are abandoned: resume runs them
                 if retries:
                     stop.wait(max(0.0, retries[0][0] - time.monotonic()))
@@ -276,18 +254,15 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
                 job = running.pop(future)
                 error = future.exception()
                 if error is None:
-                    outcome = core.succeed(job, future.result())
+                    window.finish(job, core.succeed(job, future.result()))
+                    continue
+                decision = core.fail(job, error)
+                if isinstance(decision, BatchOutcome):
+                    window.finish(job, decision)
                 else:
-                    decision = core.fail(job, error)
-                    if not isinstance(decision, BatchOutcome):
-                        due = time.monotonic() + decision
-                        heapq.heappush(retries, (due, next(tiebreak), job))
-                        continue
-                    outcome = decision
-                ready[job.batch.index] = outcome
+                    heapq.heappush(retries, (time.monotonic() + decision, next(tiebreak), job))
         # Stopped: outcomes already committed are still handed out, in order.
-        for index in sorted(ready):
-            yield ready.pop(index)
+        yield from window.drain()
     finally:
         pool.shutdown(wait=not stop.signal_number or not running, cancel_futures=True)
         stop.abandon = None
