@@ -35,8 +35,12 @@ def run() -> list[Row]:
     label = f"Ray: CPU-bound batches ({ITEMS} items x ~5 ms, chunks of {CHUNK})"
     rows = [
         Row(label, "local backend, 1 thread", f"{_rate():,.0f} items/s"),
-        Row(label, "local backend, 2 threads", f"{_rate(max_concurrency=2):,.0f} items/s",
-            "the GIL: no faster"),
+        Row(
+            label,
+            "local backend, 2 threads",
+            f"{_rate(max_concurrency=2):,.0f} items/s",
+            "the GIL: no faster",
+        ),
     ]
     try:
         import ray
@@ -51,8 +55,14 @@ def run() -> list[Row]:
         _rate(backend=backend, max_concurrency=2)  # warm the workers
         for workers in (1, 2):
             rate = _rate(backend=backend, max_concurrency=workers)
-            rows.append(Row(label, f"Ray backend, {workers} worker(s)", f"{rate:,.0f} items/s",
-                            "driver commits every batch"))
+            rows.append(
+                Row(
+                    label,
+                    f"Ray backend, {workers} worker(s)",
+                    f"{rate:,.0f} items/s",
+                    "driver commits every batch",
+                )
+            )
     finally:
         ray.shutdown()
     return rows

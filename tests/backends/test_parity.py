@@ -53,7 +53,7 @@ def fail_batch_three(batch: Batch[int]) -> list[int]:
 
 
 def flaky_by_attempt_file(batch: Batch[int]) -> list[int]:
-    marker = Path(f"/tmp/bl-parity-{batch.items[0]}")  # noqa: S108
+    marker = Path(f"/tmp/bl-parity-{batch.items[0]}")
     if batch.number % 2 == 0 and not marker.exists():
         marker.write_text("failed once")
         raise TimeoutError("transient")
@@ -82,16 +82,23 @@ def test_results_in_input_order_with_concurrency(backend: Any) -> None:
 def test_retries_recover_transient_failures(backend: Any, tmp_path: Path) -> None:
     for old in Path("/tmp").glob("bl-parity-*"):
         old.unlink()
-    result = run_batches(range(40), flaky_by_attempt_file, chunk_size=5, max_concurrency=2,
-                         retry=RetryPolicy(max_attempts=2, backoff=0), backend=backend)
+    result = run_batches(
+        range(40),
+        flaky_by_attempt_file,
+        chunk_size=5,
+        max_concurrency=2,
+        retry=RetryPolicy(max_attempts=2, backoff=0),
+        backend=backend,
+    )
     assert result.ok
     assert result.stats.retries == 4
     assert result.results == [2 * i for i in range(40)]
 
 
 def test_failures_are_reported_and_do_not_poison(backend: Any) -> None:
-    result = run_batches(range(50), fail_batch_three, chunk_size=5, max_concurrency=2,
-                         backend=backend)
+    result = run_batches(
+        range(50), fail_batch_three, chunk_size=5, max_concurrency=2, backend=backend
+    )
     assert [f.batch_number for f in result.failures] == [3]
     assert result.failures[0].error_type == "TerminalError"
     assert result.failures[0].attempts == 1  # terminal: not retried, on every backend
@@ -118,23 +125,38 @@ def test_dict_results_and_bad_results(backend: Any) -> None:
 def test_streaming_hooks_and_resume(backend: Any, tmp_path: Path) -> None:
     store = SQLiteStateStore(tmp_path / "parity.db")
     completed: list[int] = []
-    first = run_batches(range(30), fail_batch_three, chunk_size=5, store=store, run_id="p",
-                        backend=backend, max_concurrency=2,
-                        on_batch_complete=lambda p, o: completed.append(p.batch_number))
+    first = run_batches(
+        range(30),
+        fail_batch_three,
+        chunk_size=5,
+        store=store,
+        run_id="p",
+        backend=backend,
+        max_concurrency=2,
+        on_batch_complete=lambda p, o: completed.append(p.batch_number),
+    )
     assert sorted(completed) == [1, 2, 4, 5, 6]  # hooks run on the driver, on every backend
     assert first.stats.failed == 5
-    outcomes: list[BatchOutcome[int, Any]] = list(stream_batches(
-        range(30), double, chunk_size=5, store=store, run_id="p", backend=backend,
-        max_concurrency=2,
-    ))
+    outcomes: list[BatchOutcome[int, Any]] = list(
+        stream_batches(
+            range(30),
+            double,
+            chunk_size=5,
+            store=store,
+            run_id="p",
+            backend=backend,
+            max_concurrency=2,
+        )
+    )
     assert [o.batch.number for o in outcomes] == [1, 2, 3, 4, 5, 6]
     assert [o.resumed for o in outcomes] == [True, True, False, True, True, True]
     assert [r for o in outcomes for r in o.results] == [2 * i for i in range(30)]
 
 
 def test_async_driver(backend: Any) -> None:
-    result = asyncio.run(arun_batches(range(20), double, chunk_size=3, max_concurrency=3,
-                                      backend=backend))
+    result = asyncio.run(
+        arun_batches(range(20), double, chunk_size=3, max_concurrency=3, backend=backend)
+    )
     assert result.results == [2 * i for i in range(20)]
     local_async = asyncio.run(arun_batches(range(6), async_double, chunk_size=2))
     assert local_async.results == [0, 2, 4, 6, 8, 10]
@@ -146,8 +168,9 @@ def test_missing_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> No
     from batchline import ConfigurationError
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "ray" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
     with pytest.raises(ConfigurationError, match=r'pip install "batchline\[ray\]"'):
         run_batches([1], double, backend="ray")
     with pytest.raises(ConfigurationError, match="`backend` is 'spark'"):
@@ -169,8 +192,7 @@ def test_pipeline_scope_on_the_backend(backend: Any) -> None:
     assert result.context["xs"] == [0, 3, 6, 9, 24, 27, 30, 33]
     assert result.context["seen"] == [4, 4]
     (failure,) = result.failures
-    assert (failure.batch_number, failure.agent, failure.error_type) == (2, "Enrich",
-                                                                        "ValueError")
+    assert (failure.batch_number, failure.agent, failure.error_type) == (2, "Enrich", "ValueError")
 
 
 @pytest.mark.ray
@@ -192,7 +214,11 @@ steps:
 """)
     done = subprocess.run(
         [sys.executable, "-m", "batchline.cli", "run", str(workflow), "--format", "json"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)["steps"]["squares"]["result"]

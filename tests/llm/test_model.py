@@ -153,6 +153,7 @@ def test_cache_pays_once_never_caches_failures_and_dedupes_in_flight(
 def test_budget_stops_the_run_and_it_resumes(make_server: Any, tmp_path: Path) -> None:
     server = make_server()
     model = model_for(server, tmp_path, max_cost_usd=0.00002)
+
     def spend() -> None:
         for i in range(100):
             model.complete(f"spend {i}")
