@@ -64,6 +64,13 @@ class _Waiter:
         self.cancelled = False
 
 
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -125,7 +132,10 @@ class AdaptiveLimiter:
             waiter.granted = True
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-            waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+            if waiter.loop is _current_loop():
+                waiter.loop.call_soon(_wake, waiter.future)  # same loop: no self-pipe write
+            else:
+                waiter.loop.call_soon_threadsafe(_wake, waiter.future)
 
     def rate_limited(self) -> None:
         """A 429: halve the limit (at most once a second, however many 429s arrive)."""

@@ -140,8 +140,9 @@ class _Aiohttp:
             with self._lock:
                 self._sessions[loop_id] = session
         try:
-            async with session.post(url, json=body, headers=headers) as response:
-                text = await response.text()
+            data = json.dumps(body, ensure_ascii=False).encode()
+            async with session.post(url, data=data, headers=headers) as response:
+                text = await response.read()
                 retry_after = _seconds(response.headers.get("Retry-After"))
                 status = response.status
         except TimeoutError:
@@ -153,7 +154,7 @@ class _Aiohttp:
         except json.JSONDecodeError:
             if status == 200:
                 raise LLMTransientError(f"{url} answered with a body that is not JSON") from None
-            payload = {"error": {"message": text[:500]}}
+            payload = {"error": {"message": text[:500].decode(errors="replace")}}
         return status, retry_after, payload
 
     async def close(self) -> None:
@@ -292,7 +293,10 @@ class ChatModel:
         self.max_repairs = max_repairs
         self.usage = Usage()
         self._url = f"{self.base_url}/chat/completions"
-        self._headers = {"Authorization": f"Bearer {self.api_key}"}
+        self._headers = {
+            "Authorization": f"Bearer {self.api_key}",
+            "Content-Type": "application/json",
+        }
         if transport == "aiohttp":
             self._transport: Any = _Aiohttp(timeout)
         else:

@@ -112,6 +112,7 @@ class OpenAICompatibleServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._window: deque[tuple[float, int]] = deque()
+        self._window_tokens = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -185,18 +186,21 @@ class OpenAICompatibleServer:
 
     def _limited(self, tokens: int) -> float | None:
         """Seconds to wait if this request would break the per-minute limits, else None."""
+        if self.rpm_limit is None and self.tpm_limit is None:
+            return None
         now = time.monotonic()
         with self._lock:
             while self._window and now - self._window[0][0] >= 60:
-                self._window.popleft()
+                self._window_tokens -= self._window.popleft()[1]
             requests = len(self._window)
-            used = sum(t for _, t in self._window)
+            used = self._window_tokens
             over_rpm = self.rpm_limit is not None and requests + 1 > self.rpm_limit
             over_tpm = self.tpm_limit is not None and used + tokens > self.tpm_limit
             if over_rpm or over_tpm:
                 oldest = self._window[0][0] if self._window else now
                 return max(0.05, 60 - (now - oldest))
             self._window.append((now, tokens))
+            self._window_tokens += tokens
             return None
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
