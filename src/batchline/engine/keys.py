@@ -12,7 +12,6 @@ import hashlib
 import json
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 from typing import Any
 
 from batchline.errors import ConfigurationError, DuplicateKeyError
@@ -149,10 +148,9 @@ class KeyIndex:
     __slots__ = ("_calls", "_count", "_exact", "_hashes", "_mask", "_positions")
 
     def __init__(self) -> None:
-        # Exact phase: key -> start of the add_batch call that brought it, and that
-        # call's keys, so a position is ``start + keys.index(key)`` when one is needed.
-        # (Mapping to a shared start int is ~2x cheaper than to one int per position.)
-        self._exact: dict[Key, int] | None = {}
+        # Exact phase: a set of keys, plus each add_batch call's keys by start position,
+        # so a first position can be found (by a scan) when a duplicate is reported.
+        self._exact: set[Key] | None = set()
         self._calls: dict[int, list[Key]] = {}
         self._hashes = array("q")
         self._positions = array("i")
@@ -173,31 +171,35 @@ class KeyIndex:
         if exact is None:
             return self._add_hashed(keys, start, skip)
         self._calls[start] = keys
-        if exact.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
-            exact.update(zip(keys, repeat(start)))
+        if exact.isdisjoint(keys) and len(set(keys)) == len(keys):
+            exact.update(keys)
             if len(exact) >= _EXACT_LIMIT:
-                self._spill(exact)
+                self._spill()
             return None
         keep: list[int] = []
         for offset, key in enumerate(keys):
-            first = exact.get(key)
-            if first is None:
-                exact[key] = start
+            if key not in exact:
+                exact.add(key)
                 keep.append(offset)
             elif not skip:
-                raise DuplicateKeyError(key, first + self._calls[first].index(key), start + offset)
+                raise DuplicateKeyError(key, self._first_position(key), start + offset)
         if len(exact) >= _EXACT_LIMIT:
-            self._spill(exact)
+            self._spill()
         return keep
 
-    def _spill(self, exact: dict[Key, int]) -> None:
+    def _first_position(self, key: Key) -> int:
+        for start, keys in self._calls.items():
+            if key in keys:
+                return start + keys.index(key)
+        raise AssertionError("a recorded key has no position")  # pragma: no cover
+
+    def _spill(self) -> None:
         self._exact = None
-        self._resize(4 * len(exact))
+        total = sum(len(keys) for keys in self._calls.values())
+        self._resize(4 * total)
         for start, keys in self._calls.items():
             for offset, key in enumerate(keys):
-                if exact.get(key) == start:
-                    exact[key] = -1  # a key repeated within one call counts once
-                    self._insert(_hash64(key), start + offset)
+                self._insert(_hash64(key), start + offset)  # a repeat keeps the first
         self._calls = {}
 
     def _add_hashed(self, keys: list[Key], start: int, skip: bool) -> list[int] | None:
