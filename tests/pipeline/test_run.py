@@ -18,6 +18,7 @@ from batchline.pipeline import (
     BatchProgressContext,
     Pipeline,
     PipelineBatchError,
+    PipelineWarning,
     StepError,
 )
 
@@ -284,7 +285,7 @@ def test_parallel_branches_run_on_copies_and_conflicts_warn(
         barrier.wait()
         return {"right": 2, "shared": "right"}
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), pytest.warns(PipelineWarning, match="'shared'"):
         result = Pipeline(discover(1) >> (make("Left", left) | right)).run()
     assert result.context["left"] == 1
     assert result.context["right"] == 2

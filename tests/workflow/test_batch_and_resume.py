@@ -99,7 +99,7 @@ def test_failed_items_are_recorded_and_resume_runs_only_them(
     (tmp_path / "attempts" / "c").write_text("0")
     for item in "abd":
         (tmp_path / "attempts" / item).write_text("100")  # would fail if run again
-    again = cli("resume", run_id, "--workspace", "ws", "--format", "json")
+    again = cli("resume", run_id, "--format", "json")  # finds ws/state.db by itself
     assert again.returncode == 0, again.stderr
     resumed = json.loads(again.stdout)
     assert resumed["status"] == "completed"

@@ -95,6 +95,20 @@ class BatchingReport:
     shared_prefix_tokens: int
     oversized: int
 
+    @property
+    def ratio(self) -> float:
+        """Same as ``ratio_to_lower_bound``."""
+        return self.ratio_to_lower_bound
+
+    @property
+    def num_batches(self) -> int:
+        """Same as ``batches``."""
+        return self.batches
+
+    def __getitem__(self, name: str) -> float | int:
+        value: float | int = getattr(self, name)
+        return value
+
     def as_dict(self) -> dict[str, float | int]:
         """Plain data."""
         return dict(self.__dict__)

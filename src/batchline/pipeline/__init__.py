@@ -2,7 +2,12 @@
 
 from batchline.pipeline.agent import Agent, AgentMeta, ends_batching, triggers_batching
 from batchline.pipeline.config import BatchingConfig
-from batchline.pipeline.errors import BatchingConfigurationError, PipelineBatchError, StepError
+from batchline.pipeline.errors import (
+    BatchingConfigurationError,
+    PipelineBatchError,
+    PipelineWarning,
+    StepError,
+)
 from batchline.pipeline.executor import BATCH_KEY, PipelineBatchExecutor
 from batchline.pipeline.flow import Chunked, FunctionAgent, Node, Parallel, Sequence, Step
 from batchline.pipeline.pipeline import Pipeline
@@ -35,6 +40,7 @@ __all__ = [
     "PipelineResult",
     "PipelineStats",
     "PipelineUpdate",
+    "PipelineWarning",
     "Sequence",
     "Step",
     "StepError",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
 
-from batchline.pipeline.errors import StepError
+from batchline.pipeline.errors import PipelineWarning, StepError
 from batchline.pipeline.flow import Step
 
 log = logging.getLogger("batchline.pipeline")
@@ -85,12 +86,12 @@ def run_parallel(
     for name, output in zip(names, outputs, strict=True):
         for field, value in output.items():
             if field in merged:
-                log.warning(
-                    "parallel branches `%s` and `%s` both provide %r; the last branch wins",
-                    owner[field],
-                    name,
-                    field,
+                message = (
+                    f"parallel branches `{owner[field]}` and `{name}` both provide {field!r}; "
+                    "the last branch wins"
                 )
+                log.warning(message)
+                warnings.warn(message, PipelineWarning, stacklevel=2)
             merged[field] = value
             owner[field] = name
     return merged

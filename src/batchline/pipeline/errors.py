@@ -14,6 +14,10 @@ class BatchingConfigurationError(ConfigurationError):
     """A batching scope is declared or placed wrongly (also a ``ValueError``)."""
 
 
+class PipelineWarning(UserWarning):
+    """Something worth knowing that does not stop the run (e.g. a branch field conflict)."""
+
+
 class StepError(BatchlineError):
     """An agent failed, or broke its contract (missing inputs, a non-dict output)."""
 

@@ -189,7 +189,7 @@ def register(main: click.Group) -> None:
         ray_address: str | None,
     ) -> None:
         """Resume RUN_ID: completed steps are restored, only missing and failed items run."""
-        folder = Path(workspace or ".batchline")
+        folder = Path(workspace) if workspace else _workspace_of(run_id)
         try:
             info = run_info(folder, run_id)
         except StateError as exc:
@@ -292,6 +292,20 @@ def register(main: click.Group) -> None:
         finally:
             if output:
                 handle.close()
+
+
+def _workspace_of(run_id: str) -> Path:
+    """The workspace (under the current folder) whose state file holds ``run_id``."""
+    candidates = [Path(".batchline"), *sorted(p.parent for p in Path.cwd().glob("*/state.db"))]
+    for folder in candidates:
+        if not (folder / STATE_FILE).exists():
+            continue
+        try:
+            run_info(folder, run_id)
+        except StateError:
+            continue
+        return folder
+    return Path(".batchline")
 
 
 def _merge_resume_params(
