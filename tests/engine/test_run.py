@@ -409,3 +409,38 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert "bar" in err
     assert "10/10" in err
+
+
+def test_retry_call_drives_the_policy_for_single_items() -> None:
+    import threading
+
+    from batchline.engine.retry import retry_call
+
+    calls: list[int] = []
+
+    def twice_then_ok() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TimeoutError("slow")
+        return "ok"
+
+    waits: list[float] = []
+    done = retry_call(twice_then_ok, FAST, on_retry=lambda n, e, d: waits.append(d))
+    assert (done.value, done.error, done.attempts) == ("ok", None, 3)
+    assert len(waits) == 2
+    failed = retry_call(lambda: 1 / 0, FAST)
+    assert isinstance(failed.error, ZeroDivisionError)
+    assert failed.attempts == 3
+    terminal = retry_call(lambda: (_ for _ in ()).throw(TerminalError("no")), FAST)
+    assert terminal.attempts == 1
+    stop = threading.Event()
+    stop.set()
+    assert (
+        retry_call(lambda: 1 / 0, RetryPolicy(max_attempts=5, backoff=10), stop=stop).attempts == 1
+    )
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        retry_call(interrupted, FAST)

@@ -10,11 +10,15 @@ e.g. from an HTTP 429) never waits less than that.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from batchline.errors import ConfigurationError, TerminalError, TransientError
+from batchline.errors import ConfigurationError, StopRun, TerminalError, TransientError
 
 RetryPredicate = Callable[[BaseException], bool]
 
@@ -76,7 +80,7 @@ class RetryPolicy:
 
     def is_retryable(self, error: BaseException) -> bool:
         """Whether ``error`` is worth another attempt, by its class."""
-        if isinstance(error, TerminalError):
+        if isinstance(error, TerminalError | StopRun | KeyboardInterrupt):
             return False
         if isinstance(error, TransientError):
             return True
@@ -105,3 +109,69 @@ class RetryPolicy:
         if isinstance(retry_after, int | float) and retry_after > wait:
             wait = float(retry_after)
         return wait
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """What ``retry_call`` ended with: a value, or the last error, and the attempts made."""
+
+    value: Any
+    error: Exception | None
+    attempts: int
+
+
+OnRetry = Callable[[int, BaseException, float], object]
+
+
+def retry_call(
+    fn: Callable[[], Any],
+    policy: RetryPolicy,
+    *,
+    stop: threading.Event | None = None,
+    on_retry: OnRetry | None = None,
+) -> Attempts:
+    """Call ``fn`` until it succeeds or ``policy`` gives up: the sync driver of the policy,
+    for front doors that retry single items (a batch's retries are the engine's own).
+
+    ``stop`` cuts a wait short (and ends the retrying); ``on_retry(attempt, error, delay)``
+    is told before each wait. Interrupts (``KeyboardInterrupt``) are never caught.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return Attempts(fn(), None, attempt)
+        except Exception as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            delay = policy.delay_for(attempt, exc)
+            if delay is None or (stop is not None and stop.is_set()):
+                return Attempts(None, exc, attempt)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+            if stop is not None:
+                if stop.wait(delay):
+                    return Attempts(None, exc, attempt)
+            else:
+                time.sleep(delay)
+
+
+async def aretry_call(
+    fn: Callable[[], Awaitable[Any]],
+    policy: RetryPolicy,
+    *,
+    stop: threading.Event | None = None,
+) -> Attempts:
+    """The asyncio twin of ``retry_call``."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return Attempts(await fn(), None, attempt)
+        except Exception as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            delay = policy.delay_for(attempt, exc)
+            if delay is None or (stop is not None and stop.is_set()):
+                return Attempts(None, exc, attempt)
+            await asyncio.sleep(delay)

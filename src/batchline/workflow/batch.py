@@ -22,7 +22,7 @@ from typing import Any
 
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
-from batchline.engine.retry import RetryPolicy
+from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
 from batchline.engine.runner import stream_batches
 from batchline.errors import BatchRunError
 from batchline.state.base import StateStore
@@ -163,6 +163,13 @@ class BatchState:
         }
 
 
+def _item_result(done: Attempts) -> Any:
+    """A stored item result ``[value, attempts]``, or its failure."""
+    if done.error is not None:
+        return ItemFailed(done.error, done.attempts)
+    return [done.value, done.attempts]
+
+
 def _unwrap(stored: Any) -> tuple[Any, int]:
     if isinstance(stored, list) and len(stored) == 2 and isinstance(stored[1], int):
         return stored[0], stored[1]
@@ -172,14 +179,7 @@ def _unwrap(stored: Any) -> tuple[Any, int]:
 def _policy(spec: Any) -> RetryPolicy:
     if spec is None:
         return RetryPolicy.none()
-    retry = spec if isinstance(spec, RetrySpec) else RetrySpec.model_validate(spec)
-    return RetryPolicy(
-        max_attempts=retry.max_attempts,
-        backoff=retry.delay,
-        multiplier=retry.backoff,
-        max_backoff=retry.max_delay,
-        retry_on=lambda error: not isinstance(error, TemplateError),
-    )
+    return (spec if isinstance(spec, RetrySpec) else RetrySpec.model_validate(spec)).policy()
 
 
 def _positive(config: TaskConfig, key: str, default: int) -> int:
@@ -266,16 +266,8 @@ class ChunkRunner:
         if isinstance(task_config, ItemFailed):
             return task_config
         handler = get_task(self.nested_type)
-        stop = self.stop_event()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return [handler(task_config), attempt]
-            except Exception as exc:
-                delay = self.policy.delay_for(attempt, exc)
-                if delay is None or stop.is_set() or stop.wait(delay):
-                    return ItemFailed(exc, attempt)
+        done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
+        return _item_result(done)
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -283,18 +275,13 @@ class ChunkRunner:
         if isinstance(task_config, ItemFailed):
             return task_config
         handler = get_task(self.nested_type)
-        stop = self.stop_event()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with gate:
-                    return [await handler(task_config), attempt]
-            except Exception as exc:
-                delay = self.policy.delay_for(attempt, exc)
-                if delay is None or stop.is_set():
-                    return ItemFailed(exc, attempt)
-                await asyncio.sleep(delay)
+
+        async def attempt() -> Any:
+            async with gate:
+                return await handler(task_config)
+
+        done = await aretry_call(attempt, self.policy, stop=self.stop_event())
+        return _item_result(done)
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)

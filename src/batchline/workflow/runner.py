@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from batchline.backends import resolve_backend
-from batchline.engine.retry import RetryPolicy
+from batchline.engine.retry import RetryPolicy, retry_call
 from batchline.errors import RunInterrupted, StateError
 from batchline.pipeline.calls import run_coroutine
 from batchline.state.base import BatchCommit, Lease, RunInfo
@@ -355,32 +355,26 @@ class WorkflowRunner:
             },
         )
         self._say(f"{label} ...")
-        policy = _step_policy(step)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                value = get_task(step.task)(config)
-                if inspect.isawaitable(value):
-                    value = run_coroutine(value)
-            except (KeyboardInterrupt, RunInterrupted):
-                raise
-            except Exception as exc:
-                delay = policy.delay_for(attempt, exc)
-                if delay is None:
-                    duration = time.perf_counter() - started
-                    self._say(f"{label}: failed after {attempt} attempt(s): {exc}")
-                    return StepRecord(
-                        "failed",
-                        error=str(exc),
-                        error_type=type(exc).__name__,
-                        duration=duration,
-                        attempts=attempt,
-                    )
-                self._say(f"{label}: attempt {attempt} failed ({exc}); retrying in {delay:.1f}s")
-                time.sleep(delay)
-                continue
-            break
+
+        def call() -> Any:
+            value = get_task(step.task)(config)
+            return run_coroutine(value) if inspect.isawaitable(value) else value
+
+        def retrying(attempt: int, error: BaseException, delay: float) -> None:
+            self._say(f"{label}: attempt {attempt} failed ({error}); retrying in {delay:.1f}s")
+
+        done = retry_call(call, _step_policy(step), on_retry=retrying)
+        attempt = done.attempts
+        if done.error is not None:  # interrupts are never caught: they end the run
+            self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
+            return StepRecord(
+                "failed",
+                error=str(done.error),
+                error_type=type(done.error).__name__,
+                duration=time.perf_counter() - started,
+                attempts=attempt,
+            )
+        value = done.value
         duration = time.perf_counter() - started
         value = _jsonable(value)
         if step.task == "batch" and value["stats"]["failed"]:
@@ -487,14 +481,8 @@ def _summary(value: Any) -> str:
 def _step_policy(step: StepSpec) -> RetryPolicy:
     retry = step.on_error.retry
     if retry is None or step.task == "batch":
-        return RetryPolicy.none()
-    return RetryPolicy(
-        max_attempts=retry.max_attempts,
-        backoff=retry.delay,
-        multiplier=retry.backoff,
-        max_backoff=retry.max_delay,
-        retry_on=lambda error: not isinstance(error, TemplateError | WorkflowError),
-    )
+        return RetryPolicy.none()  # a batch step retries per item itself
+    return retry.policy()
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from batchline.engine.retry import RetryPolicy
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.yamlfile import Located
 
@@ -38,6 +39,15 @@ class RetrySpec(_Strict):
     delay: float = Field(0.5, ge=0)
     backoff: float = Field(2.0, ge=1)
     max_delay: float = Field(30.0, ge=0)
+
+    def policy(self) -> RetryPolicy:
+        """The engine's retry policy for this spec (template errors are terminal)."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff=self.delay,
+            multiplier=self.backoff,
+            max_backoff=self.max_delay,
+        )
 
 
 class OnErrorSpec(_Strict):
