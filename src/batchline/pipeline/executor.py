@@ -31,6 +31,7 @@ from batchline.pipeline.errors import StepError
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope
+from batchline.pipeline.steps import NodeRunner, plain_call
 from batchline.state.base import StateStore
 from batchline.state.memory import MemoryStateStore
 
@@ -128,7 +129,6 @@ class PipelineBatchExecutor:
         self.tracing = tracing or Tracing()
         self._failed_agent: dict[int, str] = {}
         self.backend: Backend = backend or LocalBackend()
-        self.remote: ScopeBatch | None = None
         self._batch_outputs: dict[int, list[Any]] = {}
 
     def stream(self, context: dict[str, Any]) -> Iterator[PipelineUpdate | ScopeOutcome]:
@@ -160,12 +160,22 @@ class PipelineBatchExecutor:
                 "scope.total_batches": total_batches,
             },
         ) as scope_span:
+            local = self.backend.name == "local"
+            # On another process (Ray) agents are called plainly: tracing stays here.
+            plain = NodeRunner(plain_call, self.retry or RetryPolicy.none())
+            steps = self.run_steps if local else plain.run_nodes
+            scope_batch = ScopeBatch(
+                scope.name,
+                scope.steps,
+                config.skip_if,
+                config.load_existing,
+                base,
+                over,
+                total_batches,
+                steps,
+            )
 
-            def run_batch(batch: Batch[tuple[int, Any]]) -> list[Any]:
-                if self.remote is not None:
-                    return self.remote(batch)
-                if not self.tracing.enabled:
-                    return self._run_batch(batch, base, over, total_batches)
+            def traced_batch(batch: Batch[tuple[int, Any]]) -> list[Any]:
                 with self.tracing.span(
                     "batchline.batch",
                     {
@@ -178,7 +188,7 @@ class PipelineBatchExecutor:
                 ) as span:
                     begin = time.perf_counter()
                     try:
-                        return self._run_batch(batch, base, over, total_batches)
+                        return scope_batch(batch)
                     finally:
                         span.set_attribute(
                             "batch.duration_ms", (time.perf_counter() - begin) * 1000
@@ -242,23 +252,9 @@ class PipelineBatchExecutor:
                 or config.persist_batch is not None
                 or callable(self.progress)
             )
-            if self.backend.name != "local":
-                # Another process runs the batch: ship a picklable callable, no tracing there.
-                from batchline.pipeline.remote import run_nodes  # noqa: PLC0415
-
-                self.remote = ScopeBatch(
-                    scope.name,
-                    scope.steps,
-                    config.skip_if,
-                    config.load_existing,
-                    base,
-                    over,
-                    total_batches,
-                    run_nodes,
-                )
             stream = stream_batches(
                 pairs,
-                self.remote if self.remote is not None else run_batch,
+                traced_batch if local and self.tracing.enabled else scope_batch,
                 chunk_size=chunk_size,
                 key=keyed,
                 store=self.store or MemoryStateStore(keep_results=False, require_json=False),
@@ -294,26 +290,6 @@ class PipelineBatchExecutor:
             )
         outcome.fields = running
         yield outcome
-
-    def _run_batch(
-        self, batch: Batch[tuple[int, Any]], base: dict[str, Any], over: str, total: int
-    ) -> list[Any]:
-        """Skip, run the scope's agents on the chunk, and return the batch's fields."""
-        runner = ScopeBatch(
-            self.scope.name,
-            self.scope.steps,
-            self.scope.config.skip_if,
-            self.scope.config.load_existing,
-            base,
-            over,
-            total,
-            self.run_steps,
-        )
-        try:
-            return runner(batch)
-        except Exception as exc:
-            self._failed_agent[batch.number] = getattr(exc, "batchline_agent", self.scope.name)
-            raise
 
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]

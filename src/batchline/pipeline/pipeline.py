@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import time
@@ -14,18 +13,17 @@ from opentelemetry import trace
 
 from batchline.backends import Backend, resolve_backend
 from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import run_batches
 from batchline.errors import ConfigurationError
 from batchline.observe.tracing import Tracing
-from batchline.pipeline.calls import call_agent, run_parallel
+from batchline.pipeline.calls import run_parallel
 from batchline.pipeline.errors import PipelineBatchError, StepError
 from batchline.pipeline.executor import PipelineBatchExecutor, ScopeOutcome
 from batchline.pipeline.flow import Chunked, Node, Step, to_node
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineResult, PipelineStats, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope, ParallelUnit, ScopeUnit, Unit, compile_flow
+from batchline.pipeline.steps import NodeRunner, plain_call
 from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -95,6 +93,7 @@ class Pipeline:
         self.store = store
         self.run_id = run_id
         self.tracing = Tracing(tracer_provider)
+        self.nodes = NodeRunner(self._call, self.retry)
         self.backend = resolve_backend(backend, ray_address)
         if os.environ.get("BATCHLINE_DEBUG", "").strip() in {"1", "true", "yes"}:
             _enable_debug_logging()
@@ -173,10 +172,8 @@ class Pipeline:
                 state.context.update(self._run_unit(unit, state.context))
 
     def _run_unit(self, unit: Unit, context: dict[str, Any]) -> dict[str, Any]:
-        if isinstance(unit, Step):
-            return self._call(unit, context)
-        if isinstance(unit, Chunked):
-            return self._run_chunked(unit, context)
+        if isinstance(unit, Step | Chunked):
+            return self.nodes.run_node(unit, context)
         if isinstance(unit, ParallelUnit):
             branches = [self._branch(branch) for branch in unit.branches]
             names = [repr(node) for node in unit.node.branches]
@@ -208,86 +205,17 @@ class Pipeline:
         return run
 
     def _call(self, step: Step, context: dict[str, Any]) -> dict[str, Any]:
-        try:
-            if not self.tracing.enabled:
-                return call_agent(step, context)
-            with self.tracing.span("batchline.agent", {"agent.name": step.name}):
-                return call_agent(step, context)
-        except Exception as exc:
-            if not hasattr(exc, "batchline_agent"):
-                try:
-                    exc.batchline_agent = step.name  # type: ignore[attr-defined]
-                    exc.add_note(f"in agent `{step.name}`")
-                except AttributeError:  # pragma: no cover - exceptions with __slots__
-                    pass
-            raise
-
-    def _run_steps(self, nodes: tuple[Any, ...], context: dict[str, Any]) -> dict[str, Any]:
-        """Run the nodes of a scope on one batch's context; return what they produced."""
-        produced: dict[str, Any] = {}
-        for node in nodes:
-            if isinstance(node, Step):
-                new = self._call(node, context)
-            elif isinstance(node, Chunked):
-                new = self._run_chunked(node, context)
-            else:
-                units, _ = compile_flow(node)
-                new = self._run_unit(units[0], context) if len(units) == 1 else {}
-            context.update(new)
-            produced.update(new)
-        return produced
-
-    def _run_chunked(self, node: Chunked, context: dict[str, Any]) -> dict[str, Any]:
-        values = context.get(node.input_field)
-        if not isinstance(values, list):
-            raise StepError(
-                f"agent `{node.name}` runs in chunks over {node.input_field!r}, which is "
-                f"{type(values).__name__ if node.input_field in context else 'missing'}; "
-                "expected a list.",
-                node.name,
-            )
-
-        def run_chunk(batch: Any) -> list[Any]:
-            local = dict(context)
-            local[node.input_field] = list(batch.items)
-            output = self._call(node.step, local).get(node.output_field, [])
-            return [output, *([None] * (len(batch.items) - 1))]
-
-        positions = itertools.count()
-        result = (
-            run_batches(
-                values,
-                run_chunk,
-                chunk_size=node.chunk_size,
-                key=lambda _item: next(positions),
-                store=MemoryStateStore(keep_results=False, require_json=False),
-                retry=self.retry,
-                handle_signals=False,
-            )
-            if values
-            else None
-        )
-        if result is None:
-            return {node.output_field: []}
-        if result.failures:
-            failure = result.failures[0]
-            raise StepError(
-                f"agent `{node.name}` failed on chunk {failure.batch_number}: "
-                f"{failure.error_type}: {failure.message}",
-                node.name,
-            )
-        merged: list[Any] = []
-        for output in result.results:
-            if output is not None:
-                merged.extend(output if isinstance(output, list) else [output])
-        return {node.output_field: merged}
+        if not self.tracing.enabled:
+            return plain_call(step, context)
+        with self.tracing.span("batchline.agent", {"agent.name": step.name}):
+            return plain_call(step, context)
 
     def _run_scope(
         self, scope: BatchingScope, state: _RunState, path: str
     ) -> Iterator[PipelineUpdate]:
         executor = PipelineBatchExecutor(
             scope,
-            self._run_steps,
+            self.nodes.run_nodes,
             max_concurrency=self.max_concurrency,
             retry=self.retry,
             on_error=self.on_error,
