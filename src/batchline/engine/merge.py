@@ -43,15 +43,22 @@ def merge_field(name: str, current: Any, value: Any, *, source: str = "") -> Any
     return value
 
 
+def merge_into(target: dict[str, Any], output: Mapping[str, Any], *, source: str = "") -> None:
+    """Merge one partial output into ``target`` in place (lists grow: linear over many)."""
+    for name, value in output.items():
+        if name not in target:
+            target[name] = list(value) if isinstance(value, list) else value
+        elif isinstance(target[name], list) and isinstance(value, list):
+            target[name].extend(value)
+        else:
+            target[name] = merge_field(name, target[name], value, source=source)
+
+
 def merge_outputs(outputs: Iterable[Mapping[str, Any]], *, source: str = "") -> dict[str, Any]:
     """Merge several partial outputs in order, field by field."""
     merged: dict[str, Any] = {}
     for output in outputs:
-        for name, value in output.items():
-            if name in merged:
-                merged[name] = merge_field(name, merged[name], value, source=source)
-            else:
-                merged[name] = list(value) if isinstance(value, list) else value
+        merge_into(merged, output, source=source)
     return merged
 
 

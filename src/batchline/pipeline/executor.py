@@ -19,7 +19,7 @@ from typing import Any
 
 from batchline.backends import Backend, LocalBackend
 from batchline.engine.hooks import call_hook
-from batchline.engine.merge import merge_field, merge_outputs
+from batchline.engine.merge import merge_into, merge_outputs
 from batchline.engine.outcome import BatchOutcome
 from batchline.engine.plan import Batch
 from batchline.engine.progress import BatchProgress
@@ -128,6 +128,7 @@ class PipelineBatchExecutor:
         self.progress = progress
         self.tracing = tracing or Tracing()
         self._failed_agent: dict[int, str] = {}
+        self._failures: dict[int, PipelineFailure] = {}
         self.backend: Backend = backend or LocalBackend()
         self._batch_outputs: dict[int, list[Any]] = {}
 
@@ -273,7 +274,7 @@ class PipelineBatchExecutor:
                 for result in stream:
                     fields = self._account(outcome, result)
                     if fields is not None:
-                        _merge_into(running, fields, scope.name)
+                        merge_into(running, fields, source=f"scope {scope.name}")
                         outputs.append(fields)
                     snapshot = _Snapshot(base, running, outputs)
                     yield self._update(result, fields, snapshot, total_batches)
@@ -301,25 +302,31 @@ class PipelineBatchExecutor:
         outcome.resumed += result.resumed_items
         outcome.retries += max(0, result.attempts - 1)
         if result.failures:
-            failure = result.failures[0]
             outcome.failed += size
-            outcome.failures.append(
-                PipelineFailure(
-                    scope=self.scope.name,
-                    batch_number=result.batch.number,
-                    agent=self._failed_agent.get(result.batch.number, self.scope.name),
-                    items=[item for _, item in result.batch.items],
-                    error_type=failure.error_type,
-                    message=failure.message,
-                    attempts=failure.attempts,
-                )
-            )
+            outcome.failures.append(self._failure(result))
             return None
         outcome.succeeded += size
         payloads = _payloads(result)
         for payload in payloads:
             outcome.skipped += int(payload.get("skipped", 0))
         return _fields_of(payloads)
+
+    def _failure(self, result: BatchOutcome[Any, Any]) -> PipelineFailure:
+        """The failure of a batch, made once and cached (counted and streamed alike)."""
+        number = result.batch.number
+        cached = self._failures.get(number)
+        if cached is None:
+            first = result.failures[0]
+            cached = self._failures[number] = PipelineFailure(
+                scope=self.scope.name,
+                batch_number=number,
+                agent=self._failed_agent.get(number, self.scope.name),
+                items=[item for _, item in result.batch.items],
+                error_type=first.error_type,
+                message=first.message,
+                attempts=first.attempts,
+            )
+        return cached
 
     def _update(
         self,
@@ -328,18 +335,7 @@ class PipelineBatchExecutor:
         snapshot: Mapping[str, Any],
         total: int,
     ) -> PipelineUpdate:
-        failure = None
-        if result.failures:
-            first = result.failures[0]
-            failure = PipelineFailure(
-                scope=self.scope.name,
-                batch_number=result.batch.number,
-                agent=self._failed_agent.get(result.batch.number, self.scope.name),
-                items=[item for _, item in result.batch.items],
-                error_type=first.error_type,
-                message=first.message,
-                attempts=first.attempts,
-            )
+        failure = self._failure(result) if result.failures else None
         return PipelineUpdate(
             scope=self.scope.name,
             batch_number=result.batch.number,
@@ -349,17 +345,6 @@ class PipelineBatchExecutor:
             failure=failure,
             resumed=result.resumed,
         )
-
-
-def _merge_into(running: dict[str, Any], fields: Mapping[str, Any], scope: str) -> None:
-    """Merge one batch's fields into the running result in place (linear overall)."""
-    for name, value in fields.items():
-        if name not in running:
-            running[name] = list(value) if isinstance(value, list) else value
-        elif isinstance(running[name], list) and isinstance(value, list):
-            running[name].extend(value)
-        else:
-            running[name] = merge_field(name, running[name], value, source=f"scope {scope}")
 
 
 class _Snapshot(Mapping[str, Any]):
