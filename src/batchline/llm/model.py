@@ -346,32 +346,27 @@ class ChatModel:
             }
         use_cache = self.cache is not None and (cache if cache is not None else True)
         for repair in range(self.max_repairs + 1):
-            response, cached = await self._request(body, use_cache, validate)
-            text = _content(response)
-            if validate is None:
-                return self._completion(response, text, None, cached)
-            try:
-                parsed = validate(text)
-            except ValueError as exc:
-                if repair == self.max_repairs:
-                    raise StructuredOutputError(
-                        f"the answer was not valid for the schema after {repair + 1} "
-                        f"attempt(s): {exc}"
-                    ) from None
-                body = {
-                    **body,
-                    "messages": [
-                        *body["messages"],
-                        {"role": "assistant", "content": text},
-                        {
-                            "role": "user",
-                            "content": f"That answer is invalid: {exc}. Answer again "
-                            "with only JSON that matches the schema.",
-                        },
-                    ],
-                }
-                continue
-            return self._completion(response, text, parsed, cached)
+            answer = await self._request(body, use_cache, validate)
+            text = _content(answer.response)
+            if answer.invalid is None:
+                return self._completion(answer, text)
+            if repair == self.max_repairs:
+                raise StructuredOutputError(
+                    f"the answer was not valid for the schema after {repair + 1} "
+                    f"attempt(s): {answer.invalid}"
+                )
+            body = {
+                **body,
+                "messages": [
+                    *body["messages"],
+                    {"role": "assistant", "content": text},
+                    {
+                        "role": "user",
+                        "content": f"That answer is invalid: {answer.invalid}. Answer again "
+                        "with only JSON that matches the schema.",
+                    },
+                ],
+            }
         raise AssertionError("unreachable")  # pragma: no cover
 
     def complete(self, prompt: str | None = None, **options: Any) -> Completion:
@@ -393,44 +388,43 @@ class ChatModel:
 
     # -- internals --------------------------------------------------------------------
 
-    def _completion(
-        self, response: dict[str, Any], text: str, parsed: Any, cached: bool
-    ) -> Completion:
-        usage = Usage(calls=1, cached_calls=1) if cached else _usage(response, self)
-        if cached:
+    def _completion(self, answer: _Answer, text: str) -> Completion:
+        usage = answer.usage
+        if usage is None:  # from the cache: counted, free
+            usage = Usage(calls=1, cached_calls=1)
             self.usage.add(usage)
-        return Completion(text, parsed, usage, cached, str(response.get("model", self.model)))
+        model = str(answer.response.get("model", self.model))
+        return Completion(text, answer.parsed, usage, answer.usage is None, model)
 
-    async def _request(
-        self, body: dict[str, Any], use_cache: bool, validate: Any
-    ) -> tuple[dict[str, Any], bool]:
+    async def _request(self, body: dict[str, Any], use_cache: bool, validate: Any) -> _Answer:
+        """An answer from the cache, an identical request in flight, or the server;
+        validated once. Only valid answers are cached."""
         if not use_cache or self.cache is None:
-            return await self._send(body), False
+            return _Answer(*await self._send(body)).check(validate)
         cache = self.cache
         key = request_key(body)
         hit = cache.get(key)
         if hit is not None:
-            return hit, True
+            return _Answer(hit, None).check(validate)
         pending = cache.claim(key)
         if pending is not None:
             try:
-                return await cache.wait(pending), True
+                return _Answer(await cache.wait(pending), None).check(validate)
             except Exception:  # the first caller failed: try on our own
-                return await self._send(body), False
+                return _Answer(*await self._send(body)).check(validate)
         try:
-            response = await self._send(body)
-            if validate is not None:
-                validate(_content(response))  # only valid answers are cached
+            answer = _Answer(*await self._send(body)).check(validate)
         except Exception as exc:
             cache.settle(key, None, exc)
-            if isinstance(exc, ValueError):
-                return response, False  # invalid: not cached; the caller repairs
             raise
-        cache.put(key, self.model, response)
-        cache.settle(key, response, None)
-        return response, False
+        if answer.invalid is not None:
+            cache.settle(key, None, answer.invalid)  # invalid: not cached; the caller repairs
+            return answer
+        cache.put(key, self.model, answer.response)
+        cache.settle(key, answer.response, None)
+        return answer
 
-    async def _send(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         estimate = _estimate(body)
         attempt = 0
         while True:
@@ -460,7 +454,7 @@ class ChatModel:
             if error is None:
                 usage = _usage(payload, self)
                 self.usage.add(usage)
-                return dict(payload)
+                return dict(payload), usage
             if isinstance(error, RateLimitedError):
                 self.limiter.rate_limited()
                 if error.retry_after and self.rpm is not None:
@@ -469,6 +463,24 @@ class ChatModel:
             if delay is None:
                 raise error
             await asyncio.sleep(delay)
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A response, its usage (None when it came from the cache), and its validation."""
+
+    response: dict[str, Any]
+    usage: Usage | None
+    parsed: Any = None
+    invalid: ValueError | None = None
+
+    def check(self, validate: Any) -> _Answer:
+        if validate is not None:
+            try:
+                self.parsed = validate(_content(self.response))
+            except ValueError as exc:
+                self.invalid = exc
+        return self
 
 
 def _content(response: Mapping[str, Any]) -> str:
