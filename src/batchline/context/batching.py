@@ -322,7 +322,7 @@ class _Planner:
             if not self.fits(len(self.sets[seed]), self.weights[seed]):
                 oversized.append(seed)
                 continue
-            groups.append(self._grow(seed, placed, by_size))
+            groups.append(self._grow(seed, placed))
         members = [list(g) for g in groups]
         members = self._improve(members, passes)
         members = self._merge(members)
@@ -333,7 +333,7 @@ class _Planner:
             result.append(group)
         return result
 
-    def _grow(self, seed: int, placed: list[bool], by_size: list[int]) -> list[int]:
+    def _grow(self, seed: int, placed: list[bool]) -> list[int]:
         members = [seed]
         union = set(self.sets[seed])
         weight = self.weights[seed]
@@ -361,7 +361,7 @@ class _Planner:
                     break
                 rejected.add(j)
             if chosen < 0:
-                chosen = self._filler(union, weight, placed, by_size)
+                chosen = self._filler(union, weight, placed)
                 if chosen < 0:
                     return members
             new = self.sets[chosen] - union
@@ -371,9 +371,8 @@ class _Planner:
             weight += sum(self.tokens(e) for e in new)
             absorb(new)
 
-    def _filler(self, union: set[str], weight: int, placed: list[bool], by_size: list[int]) -> int:
+    def _filler(self, union: set[str], weight: int, placed: list[bool]) -> int:
         """The largest unplaced task that still fits (sizes bucketed: no full scans)."""
-        del by_size
         room = self.cap - len(union)
         if room <= 0:
             return -1

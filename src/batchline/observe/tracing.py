@@ -7,7 +7,7 @@ Spans go to the tracer provider given, or the global one. When no SDK is configu
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
@@ -42,12 +42,3 @@ class Tracing:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
-
-    def maybe_span(self, name: str, attributes: Mapping[str, Any] | None = None) -> Any:
-        """A span when tracing is on, else a no-op context (for per-call spans)."""
-        return self.span(name, attributes) if self.enabled else nullcontext()
-
-    @staticmethod
-    def current() -> Span:
-        """The current span."""
-        return trace.get_current_span()
