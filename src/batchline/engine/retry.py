@@ -161,6 +161,7 @@ async def aretry_call(
     policy: RetryPolicy,
     *,
     stop: threading.Event | None = None,
+    on_retry: OnRetry | None = None,
 ) -> Attempts:
     """The asyncio twin of ``retry_call``."""
     attempt = 0
@@ -174,4 +175,6 @@ async def aretry_call(
             delay = policy.delay_for(attempt, exc)
             if delay is None or (stop is not None and stop.is_set()):
                 return Attempts(None, exc, attempt)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
             await asyncio.sleep(delay)

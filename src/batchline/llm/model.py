@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchline.engine.retry import RetryPolicy
+from batchline.engine.retry import RetryPolicy, aretry_call
 from batchline.llm.cache import ResponseCache, request_key
 from batchline.llm.errors import (
     BudgetExceededError,
@@ -425,10 +425,10 @@ class ChatModel:
         return answer
 
     async def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+        """One request, retried by the engine's retry driver; a 429 also lowers concurrency."""
         estimate = _estimate(body)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> tuple[dict[str, Any], Usage]:
             if self.max_cost_usd is not None and self.usage.cost_usd >= self.max_cost_usd:
                 raise BudgetExceededError(
                     f"the budget of ${self.max_cost_usd:.2f} is spent "
@@ -447,22 +447,27 @@ class ChatModel:
                 )
                 error = _error(status, retry_after, payload)
                 success = error is None
-            except LLMTransientError as exc:
-                error = exc
             finally:
                 self.limiter.release(success=success)
-            if error is None:
-                usage = _usage(payload, self)
-                self.usage.add(usage)
-                return dict(payload), usage
-            if isinstance(error, RateLimitedError):
-                self.limiter.rate_limited()
-                if error.retry_after and self.rpm is not None:
-                    self.rpm.pause(error.retry_after)
-            delay = self.retry.delay_for(attempt, error)
-            if delay is None:
+            if error is not None:
                 raise error
-            await asyncio.sleep(delay)
+            usage = _usage(payload, self)
+            self.usage.add(usage)
+            return dict(payload), usage
+
+        done = await aretry_call(attempt, self.retry, on_retry=self._backed_off)
+        if done.error is not None:
+            raise done.error
+        result: tuple[dict[str, Any], Usage] = done.value
+        return result
+
+    def _backed_off(self, attempt: int, error: BaseException, delay: float) -> None:
+        """Before a retry: on a 429, halve concurrency and pause the request bucket."""
+        del attempt, delay
+        if isinstance(error, RateLimitedError):
+            self.limiter.rate_limited()
+            if error.retry_after and self.rpm is not None:
+                self.rpm.pause(error.retry_after)
 
 
 @dataclass(slots=True)
