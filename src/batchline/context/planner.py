@@ -43,7 +43,6 @@ class Planner:
         self.token_cap = max_tokens
         self.tokens = tokens
         self.lists = [tuple(t.required_entry_ids) for t in tasks]  # deduplicated, ordered
-        self.sets = [frozenset(entries) for entries in self.lists]
         if max_tokens is None:
             self.weights = [0] * len(tasks)
         else:
@@ -123,7 +122,10 @@ class Planner:
                 _, j = heapq.heappop(heap)
                 if placed[j] or j in rejected:
                     continue
-                new = [e for e in self.lists[j] if e not in union]
+                if self.token_cap is None and len(union) + len(sizes[j]) - overlap[j] <= self.cap:
+                    chosen = j  # fits even if none of its unindexed entries is loaded yet
+                    break
+                new = [e for e in sizes[j] if e not in union]
                 if self.fits(len(union) + len(new), weight + self.weigh(new)):
                     chosen = j
                     break
@@ -187,7 +189,10 @@ class Planner:
                 if not shared:
                     continue
                 best, best_cost = -1, saving
+                linked = len(self.linked[i])
                 for b in sorted(shared, key=lambda b: (-shared[b], b))[:3]:
+                    if linked - shared[b] >= best_cost:
+                        continue  # at least that many of its entries are new there
                     theirs = counts[b]
                     new = [e for e in entries if e not in theirs]
                     if len(new) >= best_cost:
