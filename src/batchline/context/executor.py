@@ -25,7 +25,7 @@ from batchline.context.tasks import TaskBatch, TaskSpec
 from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import stream_batches
-from batchline.errors import BatchResultError
+from batchline.errors import BatchResultError, ConfigurationError
 from batchline.state.base import StateStore
 from batchline.state.memory import MemoryStateStore
 
@@ -175,28 +175,32 @@ class BatchExecutor:
     def _run(
         self, batches: Sequence[TaskBatch], handler: Handler, continue_on_error: bool
     ) -> Iterator[tuple[int, BatchResult]]:
+        durable = self.state is not None and bool(self.run_id)
+        if durable:
+            _check_unique_tasks(batches)
         done = self._committed_tasks()
-        positions = {id(batch): index for index, batch in enumerate(batches)}
-        levels = [list(group) for _, group in groupby(batches, key=lambda b: b.level)]
+        numbered = list(enumerate(batches))
+        levels = [list(group) for _, group in groupby(numbered, key=lambda pair: pair[1].level)]
         for number, level in enumerate(levels):
-            work: list[tuple[TaskBatch, TaskBatch]] = []
-            for batch in level:
+            work: list[_Work] = []
+            for position, batch in level:
                 remaining = [task for task in batch.tasks if task.id not in done]
                 if not remaining:
-                    yield positions[id(batch)], self._resumed(batch, done)
-                elif len(remaining) == len(batch.tasks):
-                    work.append((batch, batch))
-                else:
-                    work.append((batch, _subset(batch, remaining)))
+                    yield position, self._resumed(batch, done)
+                    continue
+                part = batch if len(remaining) == len(batch.tasks) else _subset(batch, remaining)
+                # Durable runs key work by task ids (plan-independent); others by position,
+                # so the same batch may be given twice, as in the original.
+                key = _task_key(part) if durable else f"{position}:{batch.batch_id}"
+                work.append(_Work(position, batch, part, key))
             if not work:
                 continue
-            original = {_task_key(part): batch for batch, part in work}
             errors: dict[str, BaseException] = {}
             stream = stream_batches(
-                [part for _, part in work],
+                work,
                 _EngineCall(self, handler, errors),
                 chunk_size=1,
-                key=_task_key,
+                key=lambda item: item.key,
                 store=self.state or MemoryStateStore(keep_results=False, require_json=False),
                 run_id=f"{self.run_id}/level-{number}" if self.run_id else None,
                 max_concurrency=self.max_concurrency,
@@ -207,18 +211,17 @@ class BatchExecutor:
             )
             failed = False
             for outcome in stream:
-                (part,) = outcome.batch.items
-                key = _task_key(part)
-                batch = original[key]
+                (item,) = outcome.batch.items
+                batch, part = item.batch, item.part
                 earlier = {t.id: done[t.id] for t in batch.tasks if t.id in done}
                 if outcome.failures:
                     failure = outcome.failures[0]
                     failed = True
-                    error = errors.get(key) or BatchHandlerError(
+                    error = errors.get(item.key) or BatchHandlerError(
                         failure.error_type, failure.message
                     )
                     yield (
-                        positions[id(batch)],
+                        item.position,
                         BatchResult(
                             batch.batch_id,
                             earlier,
@@ -237,7 +240,7 @@ class BatchExecutor:
                     continue
                 payload: dict[str, Any] = outcome.results[0] or {}
                 yield (
-                    positions[id(batch)],
+                    item.position,
                     BatchResult(
                         batch.batch_id,
                         {**earlier, **payload["results"]},
@@ -302,6 +305,16 @@ class BatchExecutor:
         return merged
 
 
+@dataclass(frozen=True)
+class _Work:
+    """One engine item: a batch (or the part of it still to run) and its key."""
+
+    position: int
+    batch: TaskBatch
+    part: TaskBatch
+    key: str
+
+
 class _EngineCall:
     """The engine's batch function: one handler call; keeps the exception object."""
 
@@ -313,13 +326,14 @@ class _EngineCall:
         self.errors = errors
         self.lock = threading.Lock()
 
-    def __call__(self, engine_batch: Batch[TaskBatch]) -> list[Any]:
-        (part,) = engine_batch.items
+    def __call__(self, engine_batch: Batch[_Work]) -> list[Any]:
+        (item,) = engine_batch.items
+        part = item.part
         try:
             results, entries, tokens = self.executor._call(part, self.handler)
         except Exception as exc:
             with self.lock:
-                self.errors[_task_key(part)] = exc
+                self.errors[item.key] = exc
             raise
         return [{"tasks": part.task_ids, "results": results, "entries": entries, "tokens": tokens}]
 
@@ -330,6 +344,19 @@ def _task_key(batch: TaskBatch) -> str:
     if len(ids) <= 120:
         return f"tasks:{ids}"
     return "tasks#" + hashlib.sha256(ids.encode()).hexdigest()[:32]
+
+
+def _check_unique_tasks(batches: Sequence[TaskBatch]) -> None:
+    seen: dict[str, str] = {}
+    for batch in batches:
+        for task in batch.tasks:
+            if task.id in seen:
+                raise ConfigurationError(
+                    f"task `{task.id}` is in batches `{seen[task.id]}` and `{batch.batch_id}`: a "
+                    "durable run (state + run_id) keys its work by task id, so every task may "
+                    "be in one batch only. Plan with TaskBatcher, or drop the repeat."
+                )
+            seen[task.id] = batch.batch_id
 
 
 def _subset(batch: TaskBatch, tasks: list[TaskSpec]) -> TaskBatch:
