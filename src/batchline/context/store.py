@@ -52,6 +52,7 @@ class CentralContextStore:
         )
         if self.path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL"
             " UNIQUE, type TEXT NOT NULL, priority INTEGER NOT NULL, tokens INTEGER NOT NULL,"
