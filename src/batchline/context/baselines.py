@@ -49,11 +49,9 @@ def first_fit_decreasing(tasks: Sequence[TaskSpec], capacity: int) -> list[list[
         entries = task.required_entry_ids
         for position, b in enumerate(open_batches):
             members, covered = batches[b]
-            room = capacity - len(covered)
-            new = [e for e in entries if e not in covered]
-            if len(new) <= room:
+            if _fits(entries, covered, capacity - len(covered)):
                 members.append(task)
-                covered.update(new)
+                covered.update(entries)
                 if len(covered) >= capacity:
                     del open_batches[position]
                 break
@@ -62,6 +60,19 @@ def first_fit_decreasing(tasks: Sequence[TaskSpec], capacity: int) -> list[list[
             if len(entries) < capacity:
                 open_batches.append(len(batches) - 1)
     return [members for members, _ in batches]
+
+
+def _fits(entries: Sequence[str], covered: set[str], room: int) -> bool:
+    """Whether at most ``room`` of ``entries`` are new to ``covered`` (stops early)."""
+    if len(entries) <= room:
+        return True
+    new = 0
+    for e in entries:
+        if e not in covered:
+            new += 1
+            if new > room:
+                return False
+    return True
 
 
 def loaded_entries(groups: Iterable[Sequence[TaskSpec]]) -> int:

@@ -41,10 +41,14 @@ def query_terms(query: str) -> list[str]:
 class FtsIndex:
     """An FTS5 table ``<name>(id UNINDEXED, summary, content)`` on a connection.
 
+    An entry's FTS row has the rowid of its row in ``kinds_table`` (column ``seq``), so
+    re-indexing and deleting are lookups, never scans.
+
     Args:
         db: the connection (the caller serialises access to it).
         name: the FTS5 table's name.
-        kinds_table: a table with columns ``id`` and ``type`` to filter by entry type.
+        kinds_table: a table with columns ``seq`` (integer primary key), ``id`` (unique)
+            and ``type``, holding every indexed entry.
     """
 
     def __init__(self, db: sqlite3.Connection, name: str, kinds_table: str) -> None:
@@ -57,20 +61,32 @@ class FtsIndex:
         )
         self.rows = int(db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0])  # noqa: S608
 
+    def _seq(self, entry_id: str) -> int | None:
+        sql = f"SELECT seq FROM {self.kinds_table} WHERE id = ?"  # noqa: S608
+        row = self.db.execute(sql, (entry_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def put(self, entry_id: str, summary: str | None, content: str | None) -> None:
-        """Index (or re-index) an entry."""
-        self.delete(entry_id)
+        """Index (or re-index) an entry (its row in ``kinds_table`` must exist)."""
+        seq = self._seq(entry_id)
+        if seq is None:
+            raise KeyError(entry_id)
+        self._delete_row(seq)
         self.db.execute(
-            f"INSERT INTO {self.name} (id, summary, content) VALUES (?, ?, ?)",  # noqa: S608
-            (entry_id, summary or "", content or ""),
+            f"INSERT INTO {self.name} (rowid, id, summary, content) VALUES (?, ?, ?, ?)",  # noqa: S608
+            (seq, entry_id, summary or "", content or ""),
         )
         self.rows += 1
 
     def delete(self, entry_id: str) -> None:
-        """Drop an entry from the index (nothing when absent)."""
-        sql = f"DELETE FROM {self.name} WHERE id = ?"  # noqa: S608
-        cursor = self.db.execute(sql, (entry_id,))
-        self.rows -= max(cursor.rowcount, 0)
+        """Drop an entry from the index (before its ``kinds_table`` row goes)."""
+        seq = self._seq(entry_id)
+        if seq is not None:
+            self._delete_row(seq)
+
+    def _delete_row(self, seq: int) -> None:
+        sql = f"DELETE FROM {self.name} WHERE rowid = ?"  # noqa: S608
+        self.rows -= max(self.db.execute(sql, (seq,)).rowcount, 0)
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -83,7 +99,6 @@ class FtsIndex:
         limit: int,
         kinds: Sequence[str] = (),
         min_score: float = 0.0,
-        order_column: str = "rowid",
     ) -> list[tuple[str, float]]:
         """``(entry_id, score)`` best first, score in ``[0, 1)``, at most ``limit``."""
         terms = query_terms(query)
@@ -102,14 +117,16 @@ class FtsIndex:
             best += (_K1 + 1.0) * (idf if idf > 0 else 1e-6)
         sql = (
             f"SELECT f.id, -bm25({self.name}, {_SUMMARY_WEIGHT}, {_CONTENT_WEIGHT}) AS score"  # noqa: S608
-            f" FROM {self.name} AS f JOIN {self.kinds_table} AS k ON k.id = f.id"
-            f" WHERE {self.name} MATCH ?"
+            f" FROM {self.name} AS f"
         )
+        if kinds:
+            sql += f" JOIN {self.kinds_table} AS k ON k.seq = f.rowid"
+        sql += f" WHERE {self.name} MATCH ?"
         args: list[object] = [" OR ".join(phrases)]
         if kinds:
             sql += f" AND k.type IN ({','.join('?' * len(kinds))})"
             args += list(kinds)
-        sql += f" ORDER BY score DESC, k.{order_column} LIMIT ?"
+        sql += " ORDER BY score DESC, f.rowid LIMIT ?"
         args.append(limit)
         results = []
         for entry_id, raw in self.db.execute(sql, args):

@@ -121,8 +121,8 @@ class VectorSearchIndex:
             if self._words.pop(entry_id, None) is None:
                 return
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM docs WHERE id = ?", (entry_id,))
             self._fts.delete(entry_id)
+            self._db.execute("DELETE FROM docs WHERE id = ?", (entry_id,))
             self._db.execute("COMMIT")
 
     def clear(self) -> None:
@@ -179,7 +179,7 @@ class VectorSearchIndex:
             for k in entry_types or ()
         ]
         with self._lock:
-            hits = self._fts.search(query, max_results, kinds, min_score, order_column="seq")
+            hits = self._fts.search(query, max_results, kinds, min_score)
             results = []
             for entry_id, score in hits:
                 kind, meta_text = self._db.execute(

@@ -26,6 +26,7 @@ from batchline.context.fts import FtsIndex
 from batchline.context.search import StoreSearchResult
 from batchline.context.tokens import TokenCounter, default_counter
 
+_SCHEMA = 2  # 2: search rows keyed by the entry's rowid
 _TEXT_FIELDS = frozenset({"content", "summary", "compressed", "searchable"})
 
 
@@ -61,6 +62,16 @@ class CentralContextStore:
         self._fts = FtsIndex(self._db, "entries_fts", "entries")
         self._cache: dict[str, ContextEntry] = {}
         self._id_counter = 0
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) < _SCHEMA:
+            self._reindex()
+
+    def _reindex(self) -> None:
+        """Rebuild the search index (files of earlier versions keyed it differently)."""
+        with self._transaction():
+            self._fts.clear()
+            for entry in self.get_all():
+                self._index(entry)
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA}")
 
     def __len__(self) -> int:
         with self._lock:
@@ -320,8 +331,8 @@ class CentralContextStore:
             self._fts.clear()
 
     def _delete(self, entry_id: str) -> None:
-        self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
         self._fts.delete(entry_id)
+        self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
         entry = self._cache.pop(entry_id, None)
         if entry is not None:
             entry.__dict__.pop("_owner", None)
@@ -416,9 +427,7 @@ class CentralContextStore:
         ]
         results = []
         with self._lock:
-            for entry_id, score in self._fts.search(
-                query, max_results, kinds, min_score, order_column="seq"
-            ):
+            for entry_id, score in self._fts.search(query, max_results, kinds, min_score):
                 entry = self.get(entry_id)
                 if entry is None:
                     continue
