@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.engine.bridge import resolve_awaitable
 from batchline.engine.hooks import call_hook
 from batchline.engine.keys import Key, key_function
 from batchline.engine.options import RunOptions
@@ -542,12 +543,4 @@ class _Heartbeat:
 
 def call_sync(fn: Callable[[Any], Any], batch: Batch[Any]) -> Any:
     """Call a batch function from synchronous code; an async function gets its own loop."""
-    result = fn(batch)
-    if hasattr(result, "__await__"):
-        import asyncio  # noqa: PLC0415
-
-        async def _await() -> Any:
-            return await result
-
-        return asyncio.run(_await())
-    return result
+    return resolve_awaitable(fn(batch))

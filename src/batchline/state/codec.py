@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import BatchResultError
+from batchline.state.keys import Key
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _SCALARS = frozenset({str, int, float, bool, type(None)})

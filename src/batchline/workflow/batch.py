@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.engine import run_coroutine
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
@@ -302,12 +303,12 @@ class ChunkRunner:
     def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
         if is_async and self.mode == "item":
-            return list(asyncio.run(self._arun_chunk(batch)))
+            return list(run_coroutine(self._arun_chunk(batch)))
         if self.mode == "chunk":
             values = [item for _, item in batch.items]
             ctx = self.context.create_chunk_context(values, batch.index)
             result = (
-                asyncio.run(self.arun_one(ctx, asyncio.Semaphore(1)))
+                run_coroutine(self.arun_one(ctx, asyncio.Semaphore(1)))
                 if is_async
                 else self.run_one(ctx)
             )

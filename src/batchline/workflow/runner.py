@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -14,9 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from batchline.backends import resolve_backend
+from batchline.engine import resolve_awaitable
 from batchline.engine.retry import RetryPolicy, retry_call
 from batchline.errors import RunInterrupted, StateError
-from batchline.pipeline.calls import run_coroutine
 from batchline.state.base import BatchCommit, Lease, RunInfo
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
@@ -358,7 +357,7 @@ class WorkflowRunner:
 
         def call() -> Any:
             value = get_task(step.task)(config)
-            return run_coroutine(value) if inspect.isawaitable(value) else value
+            return resolve_awaitable(value)
 
         def retrying(attempt: int, error: BaseException, delay: float) -> None:
             self._say(f"{label}: attempt {attempt} failed ({error}); retrying in {delay:.1f}s")
@@ -447,7 +446,7 @@ class WorkflowRunner:
 
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
-    module = sys.modules.get("batchline.llm.task")
+    module = sys.modules.get("batchline.workflow.llm_task")
     if module is None:
         return {}
     snapshot: dict[str, float | int] = module.usage_snapshot()
