@@ -16,12 +16,9 @@ from typing import Any
 from batchline.context.batching import TaskBatch, TaskSpec
 from batchline.context.store import CentralContextStore
 from batchline.context.views import ImplementationContext, ImplementationLLMContext
-from batchline.engine.plan import Batch
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import stream_batches
+from batchline.engine import Batch, RetryPolicy, child_run_id, stream_batches
 from batchline.errors import BatchResultError
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 Handler = Callable[[ImplementationContext, list[TaskSpec]], Mapping[str, Any]]
 
@@ -125,7 +122,7 @@ class BatchExecutor:
                 results, entries, tokens = self._call(task_batch, handler)
                 return [{"results": results, "entries": entries, "tokens": tokens}]
 
-            run_id = f"{self.run_id}/level-{number}" if self.run_id else None
+            run_id = child_run_id(self.run_id, f"level-{number}") if self.run_id else None
             started = {b.batch_id: time.perf_counter() for b in level}
             stream = stream_batches(
                 level,

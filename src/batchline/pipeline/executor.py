@@ -18,13 +18,16 @@ from operator import itemgetter
 from typing import Any
 
 from batchline.backends import Backend, LocalBackend
-from batchline.engine.hooks import call_hook
-from batchline.engine.merge import merge_into, merge_outputs
-from batchline.engine.outcome import BatchOutcome
-from batchline.engine.plan import Batch
-from batchline.engine.progress import BatchProgress
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import stream_batches
+from batchline.engine import (
+    Batch,
+    BatchOutcome,
+    BatchProgress,
+    RetryPolicy,
+    call_hook,
+    merge_into,
+    merge_outputs,
+    stream_batches,
+)
 from batchline.errors import BatchRunError
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.errors import StepError
@@ -32,8 +35,7 @@ from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 log = logging.getLogger("batchline.pipeline")
 

@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry import trace
 
 from batchline.backends import Backend, resolve_backend
-from batchline.engine.retry import RetryPolicy
+from batchline.engine import RetryPolicy, child_run_id
 from batchline.errors import ConfigurationError
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.calls import run_parallel
@@ -23,7 +23,7 @@ from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineResult, PipelineStats, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope, ParallelUnit, ScopeUnit, Unit, compile_flow
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
+from batchline.state import StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -220,7 +220,7 @@ class Pipeline:
             retry=self.retry,
             on_error=self.on_error,
             store=self.store,
-            run_id=f"{self.run_id}/scope-{path}-{scope.name}" if self.run_id else None,
+            run_id=child_run_id(self.run_id, f"scope-{path}-{scope.name}") if self.run_id else None,
             progress=self.progress,
             tracing=self.tracing,
             backend=self.backend,
