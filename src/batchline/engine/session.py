@@ -119,6 +119,9 @@ class RunSession:
         self._heartbeat: _Heartbeat | None = None
         self._closed = False
         self.status: RunStatus | None = None
+        self.final_status: RunStatus | None = None
+        """The status a ``with`` block that ends without an error closes with (None:
+        ``completed``); a caller whose stages recorded failures sets ``failed``."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -166,7 +169,10 @@ class RunSession:
         error: BaseException | None,
         trace: types.TracebackType | None,
     ) -> None:
-        self.close(status_for(error))
+        if error is None and self.final_status is not None:
+            self.close(self.final_status)
+        else:
+            self.close(status_for(error))
 
     # -- state ---------------------------------------------------------------------------
 
@@ -248,11 +254,13 @@ class RunSession:
 
 
 def status_for(error: BaseException | None) -> RunStatus:
-    """The final status of a run that ended with ``error`` (None: completed)."""
+    """The final status of a run that ended with ``error`` (None: completed): interrupts and
+    abandoned streams are ``interrupted``, ``StopRun`` is ``stopped``, anything else
+    ``failed``."""
     if error is None:
         return "completed"
-    if isinstance(error, KeyboardInterrupt | RunInterrupted):
-        return "interrupted"
+    if isinstance(error, KeyboardInterrupt | RunInterrupted | GeneratorExit):
+        return "interrupted"  # a signal, or a caller that stopped iterating
     if isinstance(error, StopRun):
         return "stopped"
     return "failed"
