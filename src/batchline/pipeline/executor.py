@@ -23,6 +23,7 @@ from batchline.engine import (
     BatchOutcome,
     BatchProgress,
     RetryPolicy,
+    RunStats,
     call_hook,
     merge_into,
     merge_outputs,
@@ -282,6 +283,7 @@ class PipelineBatchExecutor:
                     yield self._update(result, fields, snapshot, total_batches)
             except BatchRunError as exc:
                 outcome.stopped = exc
+            _count(outcome, stream.stats)
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
         if _env_flag("BATCHLINE_DEBUG"):
@@ -297,17 +299,11 @@ class PipelineBatchExecutor:
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]
     ) -> dict[str, Any] | None:
-        """Count a finished batch; return the fields it produced (None if it failed)."""
-        outcome.batches += 1
-        size = len(result.batch.items)
-        outcome.items += size
-        outcome.resumed += result.resumed_items
-        outcome.retries += max(0, result.attempts - 1)
+        """Record a finished batch's failure; return the fields it produced (None if it
+        failed). Item and batch counts are the engine's (``_count``)."""
         if result.failures:
-            outcome.failed += size
             outcome.failures.append(self._failure(result))
             return None
-        outcome.succeeded += size
         payloads = _payloads(result)
         for payload in payloads:
             outcome.skipped += int(payload.get("skipped", 0))
@@ -476,6 +472,16 @@ class ScopeBatch:
         produced[self.over] = processed
         payload = {"fields": produced, "skipped": skipped}
         return [payload, *([None] * (len(batch.items) - 1))]
+
+
+def _count(outcome: ScopeOutcome, stats: RunStats) -> None:
+    """The scope's counts, as the engine counted them (final once its stream ended)."""
+    outcome.batches = stats.batches
+    outcome.items = stats.total
+    outcome.succeeded = stats.succeeded
+    outcome.failed = stats.failed
+    outcome.resumed = stats.resumed
+    outcome.retries = stats.retries
 
 
 def _payloads(result: BatchOutcome[Any, Any]) -> list[dict[str, Any]]:
