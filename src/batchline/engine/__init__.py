@@ -19,6 +19,7 @@ from batchline.engine.runner import run_batches, stream_batches
 from batchline.engine.session import (
     RunSession,
     child_run_id,
+    interruption_message,
     is_child_of,
     resume_id,
     run_label,
@@ -50,6 +51,7 @@ __all__ = [
     "call_hook",
     "canonical_key",
     "child_run_id",
+    "interruption_message",
     "is_child_of",
     "item_outcome",
     "merge_into",

@@ -31,7 +31,7 @@ from batchline.engine.outcome import (
 )
 from batchline.engine.plan import Batch, Planner
 from batchline.engine.progress import BatchProgress, percentage
-from batchline.engine.session import RunSession, resume_id, run_label
+from batchline.engine.session import RunSession, interruption_message, resume_id, run_label
 from batchline.engine.signals import StopFlag
 from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError, StopRun
 from batchline.state.base import BatchCommit, ItemRecord, RunStatus, StateStore
@@ -470,29 +470,29 @@ class RunCore:
 
     def interrupted(self, results: list[Any] | None = None) -> RunInterrupted:
         """A ``RunInterrupted`` whose message says how to resume."""
-        import signal  # noqa: PLC0415
-
         signum = self.stop.signal_number
-        name = signal.Signals(signum).name if signum else "an interrupt"
         total = self.planner.total_items
         remaining = "the missing" if total is None else f"the {total - self.stats.succeeded}"
         if isinstance(self.store, MemoryStateStore):
-            where = (
-                "its state is in memory: resume in this process by passing the same "
-                "MemoryStateStore and run_id (use SQLiteStateStore for runs that outlive "
-                "the process)"
+            where = "its state is in memory"
+            resume = (
+                "Resume in this process by passing the same MemoryStateStore and run_id (use "
+                "SQLiteStateStore for runs that outlive the process)."
             )
         else:
-            where = (
-                f"its state is saved in {self.store.location}. Resume with the same store and "
-                f"run_id={resume_id(self.run_id)!r} to run only {remaining} unfinished items"
+            where = f"its state is saved in {self.store.location}"
+            resume = (
+                f"Resume with the same store and run_id={resume_id(self.run_id)!r} to run only "
+                f"{remaining} unfinished items."
             )
-        return RunInterrupted(
-            f"{run_label(self.run_id)} interrupted by {name} after {self.completed_items} items; "
-            f"{where}.",
-            self.partial(results),
-            signum,
+        message = interruption_message(
+            self.run_id,
+            where=where,
+            resume=resume,
+            signal_number=signum,
+            items_done=self.completed_items,
         )
+        return RunInterrupted(message, self.partial(results), signum)
 
 
 def normalize_results(batch: Batch[Any], raw: Any) -> list[Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "CHILD_SEPARATOR",
     "RunSession",
     "child_run_id",
+    "interruption_message",
     "is_child_of",
     "resume_id",
     "run_label",
@@ -74,6 +75,37 @@ def run_label(run_id: str) -> str:
 def resume_id(run_id: str) -> str:
     """The run id a user resumes to continue ``run_id``: the top-level run of a child."""
     return split_run_id(run_id)[0]
+
+
+def interruption_message(
+    run_id: str,
+    *,
+    where: str,
+    resume: str,
+    signal_number: int | None = None,
+    items_done: int | None = None,
+) -> str:
+    """The one format of "this run was interrupted" messages, engine and front doors alike:
+    ``run 'nightly' (stage 'process') interrupted by SIGINT after 40 items; {where}.
+    {resume}`` (the run named as the user knows it, see ``run_label``).
+
+    Args:
+        run_id: the interrupted run (a child run is named by its top-level run).
+        where: where its state is (``its state is saved in ...``).
+        resume: how to resume it, as a full sentence or a command.
+        signal_number: the signal that stopped it, if one did.
+        items_done: items finished before it stopped, if known.
+    """
+    import signal  # noqa: PLC0415 - only messages need the names
+
+    by = ""
+    if signal_number:
+        try:
+            by = f" by {signal.Signals(signal_number).name}"
+        except ValueError:
+            by = f" by signal {signal_number}"
+    after = "" if items_done is None else f" after {items_done} items"
+    return f"{run_label(run_id)} interrupted{by}{after}; {where}. {resume}"
 
 
 def is_child_of(run_id: str, parent: str) -> bool:

@@ -15,6 +15,7 @@ from batchline.backends import resolve_backend
 from batchline.engine import (
     RetryPolicy,
     RunSession,
+    interruption_message,
     new_run_id,
     resolve_awaitable,
     retry_call,
@@ -296,12 +297,16 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
-        except (KeyboardInterrupt, RunInterrupted):
+        except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
-            result.message = (
-                f"interrupted; the state is saved in {self.workspace / STATE_FILE}. Resume with: "
-                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            result.message = interruption_message(
+                self.run_id,
+                where=f"its state is saved in {self.workspace / STATE_FILE}",
+                resume=(
+                    f"Resume with: batchline resume {self.run_id} --workspace {self.workspace}"
+                ),
+                signal_number=getattr(exc, "signal_number", None),
             )
         finally:
             status = {"completed": "completed", "interrupted": "interrupted"}.get(
