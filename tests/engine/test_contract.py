@@ -123,21 +123,24 @@ def test_item_results_fail_only_the_unstorable_item(db_path: Path) -> None:
                 out.append(float("nan"))  # not JSON either
             elif item == 5:
                 out.append(ItemFailed(ValueError("bad item"), attempts=3))
+            elif item == 7:
+                out.append(TimeoutError("no answer"))  # an exception in place of a result
             else:
                 out.append(item * 10)
         return out
 
     store = SQLiteStateStore(db_path)
-    result = run_batches(range(7), fn, key=lambda i: i, chunk_size=7, store=store, run_id="r")
-    assert result.results == [0, 10, None, 30, None, None, 60]
-    assert sorted(result.failed_keys) == [2, 4, 5]
+    result = run_batches(range(8), fn, key=lambda i: i, chunk_size=8, store=store, run_id="r")
+    assert result.results == [0, 10, None, 30, None, None, 60, None]
+    assert sorted(result.failed_keys) == [2, 4, 5, 7]
     by_key = {r.key: r for r in store.iter_items("r")}
     assert by_key[2].error_type == "BatchResultError"
     assert "not JSON" in (by_key[2].message or "")
     assert (by_key[5].error_type, by_key[5].attempts) == ("ValueError", 3)
+    assert (by_key[7].error_type, by_key[7].message) == ("TimeoutError", "no answer")
     assert by_key[6].status == "done"
     assert result.stats.succeeded == 4
-    assert result.stats.failed == 3
+    assert result.stats.failed == 4
     store.close()
 
 

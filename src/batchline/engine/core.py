@@ -194,11 +194,17 @@ class RunCore:
         Results that do not line up with the batch fail the batch. With item-level
         outcomes (``ItemResults``, or any ``ItemFailed`` among the results), a result
         the store cannot keep (not JSON-serialisable, NaN, a set, an object) fails that
-        item alone and its neighbours are committed; a plain list stays all-or-nothing.
+        item alone and its neighbours are committed, and in ``ItemResults`` an exception
+        in place of a result fails its item; a plain list stays all-or-nothing.
         """
         try:
             results = normalize_results(job.work, raw)
             per_item = isinstance(raw, ItemResults) or ItemFailed in set(map(type, results))
+            if isinstance(raw, ItemResults):  # an exception in place of a result fails its item
+                results = [
+                    ItemFailed(r, job.attempt) if isinstance(r, BaseException) else r
+                    for r in results
+                ]
             try:
                 if per_item:
                     return self._partial(job, results)

@@ -27,8 +27,9 @@ class ItemResults(list[Any]):
     """One outcome per item of a batch, in ``batch.items`` order: a result, or ``ItemFailed``.
 
     Return it from a batch function to ask for item-level outcomes: each failed item is
-    recorded on its own (``ItemFailed(error, attempts)``) and a result the state store
-    refuses fails only its item, never the batch. A plain list keeps the batch's
+    recorded on its own (``ItemFailed(error, attempts)``, or the exception itself in place
+    of the result) and a result the state store refuses fails only its item, never the
+    batch. A plain list keeps the batch's
     all-or-nothing contract for results the store refuses.
     """
 
