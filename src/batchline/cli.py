@@ -167,5 +167,9 @@ from batchline.workflow.commands import register as _register_workflow_commands 
 
 _register_workflow_commands(main)
 
+from batchline.ui.command import ui_command  # noqa: E402
+
+main.add_command(ui_command)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
