@@ -179,3 +179,66 @@ def test_live_progress_advances_while_a_run_writes(
     finally:
         writer.kill()
         writer.wait()
+
+
+STOPPABLE_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from batchline import RunInterrupted, SQLiteStateStore, run_batches
+
+    def work(batch):
+        time.sleep(0.05)
+        return [{"n": item, "double": item * 2} for item in batch.items]
+
+    try:
+        with SQLiteStateStore(sys.argv[1]) as store:
+            run_batches(list(range(300)), work, chunk_size=10, store=store, run_id="stop-and-go")
+    except RunInterrupted:
+        sys.exit(130)
+    """
+)
+
+
+def test_an_interrupted_and_resumed_run_shows_its_history_and_every_item(
+    browser: Any, dashboard_for: Any, tmp_path: Path
+) -> None:
+    import signal
+
+    from batchline import SQLiteStateStore
+
+    state = tmp_path / "state.db"
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE_RUN)
+    first = subprocess.Popen([sys.executable, str(script), str(state)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if state.exists():
+            with SQLiteStateStore(state) as store:
+                if any(r.run_id == "stop-and-go" and r.succeeded >= 60 for r in store.list_runs()):
+                    break
+    first.send_signal(signal.SIGINT)
+    assert first.wait(60) == 130
+    subprocess.run([sys.executable, str(script), str(state)], check=True, timeout=120)
+
+    board = dashboard_for(state)
+    browser.get(board.url + "/run?s=0&id=stop-and-go")
+    sessions = browser.find_elements(_by("CSS_SELECTOR"), "#sessions tr.session")
+    assert [row.get_attribute("class").split()[-1] for row in sessions] == [
+        "interrupted",
+        "completed",
+    ]
+    assert browser.find_element(_by("ID"), "run-succeeded").text == "300"
+    screenshot(browser, "history")
+    browser.find_element(_by("ID"), "browse-items").click()
+    _wait(browser, lambda d: d.find_elements(_by("ID"), "pager"))
+    assert "(300 items)" in browser.find_element(_by("ID"), "pager").text
+    keys: list[str] = []
+    while True:
+        keys += [a.text for a in browser.find_elements(_by("CSS_SELECTOR"), "#items a.item-link")]
+        following = browser.find_elements(_by("ID"), "next-page")
+        if not following:
+            break
+        following[0].click()
+    assert len(keys) == 300
+    assert len(set(keys)) == 300

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from batchline.errors import BatchlineError
-from batchline.ui.server import create_app, is_loopback, serve
+from batchline.ui.hosts import is_loopback
 
 DEFAULT_STATE = ".batchline/state.db"
 
@@ -55,6 +55,8 @@ def ui_command(
     poll: float,
 ) -> None:
     """Start a local, read-only dashboard over state files: runs, progress, failures, items."""
+    from batchline.ui.server import create_app  # noqa: PLC0415 - aiohttp only for this command
+
     paths = _paths(states, workspaces)
     try:
         app = create_app(paths, loopback_only=is_loopback(host), poll_seconds=poll)
@@ -66,6 +68,8 @@ def ui_command(
 
 async def _main(app: object, host: str, port: int, open_browser: bool, paths: list[Path]) -> None:
     from aiohttp import web  # noqa: PLC0415 - the server only when the command runs
+
+    from batchline.ui.server import serve  # noqa: PLC0415
 
     assert isinstance(app, web.Application)
     try:

@@ -6,6 +6,7 @@ Pure functions, no I/O: the templates call them as filters.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -84,7 +85,8 @@ def money(value: Any) -> str:
         return "$0"
     if abs(value) >= 1:
         return f"${value:,.2f}"
-    return f"${value:.4g}" if abs(value) >= 1e-4 else f"${value:.4e}"
+    decimals = min(12, max(2, 3 - math.floor(math.log10(abs(value)))))
+    return f"${value:.{decimals}f}"
 
 
 def key_text(key: Any) -> str:

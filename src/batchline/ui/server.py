@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from importlib import resources
@@ -29,6 +28,7 @@ from aiohttp import web
 
 from batchline.errors import StateError
 from batchline.ui import present
+from batchline.ui.hosts import is_loopback
 from batchline.ui.source import ItemRow, RunRow, StateSource
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,7 +40,6 @@ _LOOPBACK = web.AppKey("loopback_only", bool)
 _POLL = web.AppKey("poll_seconds", float)
 _PER_PAGE = 50
 _STATUSES = ("running", "completed", "failed", "stopped", "interrupted")
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
@@ -51,16 +50,6 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_app(
@@ -238,16 +227,18 @@ async def _run_page(request: web.Request) -> web.Response:
     error_type = request.query.get("error_type") or None
     page = _page_number(request)
 
-    def load() -> tuple[RunRow, list[tuple[str, int]], Any]:
+    def load() -> tuple[RunRow, list[tuple[str, int]], Any, dict[str, Any]]:
         run = source.run(run_id)
         ids = [run.run_id, *(child.run_id for child in run.children)]
+        usage = present.usage_of(run) or source.llm_usage(run_id)
         return (
             run,
             source.error_types(ids),
             source.failures(ids, error_type=error_type, page=page, per_page=_PER_PAGE),
+            usage,
         )
 
-    run, error_types, failures = await asyncio.to_thread(load)
+    run, error_types, failures, usage = await asyncio.to_thread(load)
     return _render(
         request,
         "run.html",
@@ -256,7 +247,7 @@ async def _run_page(request: web.Request) -> web.Response:
         error_types=error_types,
         error_type=error_type or "",
         failures=failures,
-        usage=present.usage_of(run),
+        usage=usage,
         resume=_clean(request, present.resume_command(run, str(source.path))),
     )
 
@@ -292,7 +283,8 @@ async def _item_page(request: web.Request) -> web.Response:
     run, item = await asyncio.to_thread(lambda: (source.run(run_id), source.item(run_id, key)))
     if item is None:
         raise StateError(f"run `{run_id}` has no committed item with key {key!r} (yet).")
-    llm = item.result if isinstance(item.result, dict) and "answer" in item.result else None
+    recorded = item.result.get("llm") if isinstance(item.result, dict) else None
+    llm = recorded if isinstance(recorded, dict) else None
     return _render(request, "item.html", run=run, source=source, item=item, llm=llm)
 
 

@@ -136,6 +136,12 @@ class RunRow:
         return self.done / span if span > 0 else None
 
     @property
+    def sessions(self) -> list[dict[str, Any]]:
+        """Each time a process drove the run: started, ended, status, pid, host, committed."""
+        found = self.meta.get("sessions")
+        return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+    @property
     def usage(self) -> dict[str, Any]:
         """LLM usage the front door recorded in the run's metadata (tokens, cost)."""
         usage = self.meta.get("usage")
@@ -316,6 +322,34 @@ class StateSource:
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         total[name] = total.get(name, 0) + value
         return total
+
+    def llm_usage(self, run_id: str) -> dict[str, float]:
+        """Tokens, cost and cache hits summed over results that record their LLM call.
+
+        A result that carries an ``llm`` object (``prompt_tokens``, ``completion_tokens``,
+        ``cost_usd``, ``cached``) counts; runs whose first batch has none cost nothing to ask.
+        """
+        pk = self._pk(run_id)
+        first = self._query("SELECT results FROM chunks WHERE run = ? LIMIT 1", (pk,))
+        if not first or '"llm":' not in first[0][0]:
+            return {}
+        row = self._query(
+            "SELECT COUNT(json_extract(e.value, '$.llm')),"
+            " SUM(json_extract(e.value, '$.llm.prompt_tokens')),"
+            " SUM(json_extract(e.value, '$.llm.completion_tokens')),"
+            " SUM(json_extract(e.value, '$.llm.cost_usd')),"
+            " SUM(json_extract(e.value, '$.llm.cached') = 1)"
+            " FROM chunks AS c, json_each(c.results) AS e WHERE c.run = ?",
+            (pk,),
+        )[0]
+        calls, prompt, completion, cost, cached = (value or 0 for value in row)
+        return {
+            "calls": int(calls),
+            "cached_calls": int(cached),
+            "prompt_tokens": int(prompt),
+            "completion_tokens": int(completion),
+            "cost_usd": float(cost),
+        }
 
     def _row(self, row: tuple[Any, ...]) -> RunRow:
         (pk, run_id, created, updated, status, meta, total, pid, host, beat) = row[:10]
