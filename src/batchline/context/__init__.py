@@ -35,6 +35,7 @@ from batchline.context.implementation import (
     ImplementationEntryView,
     ImplementationLLMContext,
 )
+from batchline.context.llm_handler import context_handler
 from batchline.context.search import SearchResult, StoreSearchResult, VectorSearchIndex
 from batchline.context.store import CentralContextStore
 from batchline.context.tokens import TokenCounter, default_counter, estimate_tokens
@@ -77,6 +78,7 @@ __all__ = [
     "VectorSearchIndex",
     "WorkingContext",
     "WorkingLLMContext",
+    "context_handler",
     "default_counter",
     "estimate_tokens",
     "first_fit_decreasing",

@@ -22,12 +22,16 @@ from batchline.context.errors import ContextWindowArrayError
 from batchline.context.implementation import ImplementationContext, ImplementationLLMContext
 from batchline.context.store import CentralContextStore
 from batchline.context.tasks import TaskBatch, TaskSpec
-from batchline.engine.plan import Batch
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import stream_batches
+from batchline.engine import (
+    Batch,
+    RetryPolicy,
+    RunSession,
+    child_run_id,
+    is_child_of,
+    stream_batches,
+)
 from batchline.errors import BatchResultError, ConfigurationError
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 Handler = Callable[[ImplementationContext, list[TaskSpec]], Mapping[str, Any]]
 BatchHandler = Handler
@@ -175,10 +179,28 @@ class BatchExecutor:
     def _run(
         self, batches: Sequence[TaskBatch], handler: Handler, continue_on_error: bool
     ) -> Iterator[tuple[int, BatchResult]]:
-        durable = self.state is not None and bool(self.run_id)
-        if durable:
-            _check_unique_tasks(batches)
-        done = self._committed_tasks()
+        if self.state is None or not self.run_id:
+            yield from self._levels(batches, handler, continue_on_error, durable=False)
+            return
+        _check_unique_tasks(batches)
+        # A durable run holds a session; each dependency level is a child run of it.
+        with RunSession(self.state, self.run_id, meta={"kind": "context"}) as session:
+            failed = False
+            for position, result in self._levels(batches, handler, continue_on_error, durable=True):
+                failed = failed or not result.success
+                yield position, result
+            if failed:
+                session.final_status = "failed"
+
+    def _levels(
+        self,
+        batches: Sequence[TaskBatch],
+        handler: Handler,
+        continue_on_error: bool,
+        *,
+        durable: bool,
+    ) -> Iterator[tuple[int, BatchResult]]:
+        done = self._committed_tasks() if durable else {}
         numbered = list(enumerate(batches))
         levels = [list(group) for _, group in groupby(numbered, key=lambda pair: pair[1].level)]
         for number, level in enumerate(levels):
@@ -202,7 +224,7 @@ class BatchExecutor:
                 chunk_size=1,
                 key=lambda item: item.key,
                 store=self.state or MemoryStateStore(keep_results=False, require_json=False),
-                run_id=f"{self.run_id}/level-{number}" if self.run_id else None,
+                run_id=child_run_id(self.run_id, f"level-{number}") if self.run_id else None,
                 max_concurrency=self.max_concurrency,
                 retry=self.retry,
                 on_error="continue",
@@ -259,10 +281,9 @@ class BatchExecutor:
         """``{task_id: result}`` of every task committed by earlier runs of ``run_id``."""
         if self.state is None or not self.run_id:
             return {}
-        prefix = f"{self.run_id}/level-"
         done: dict[str, Any] = {}
         for run in self.state.list_runs():
-            if not run.run_id.startswith(prefix):
+            if not is_child_of(run.run_id, self.run_id):
                 continue
             for record in self.state.iter_items(run.run_id, status="done"):
                 payload = record.result if isinstance(record.result, Mapping) else {}
