@@ -11,6 +11,7 @@ import heapq
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 
 from batchline.context.tasks import TaskSpec
 
@@ -47,7 +48,7 @@ class Planner:
             self.weights = [0] * len(tasks)
         else:
             self.weights = [sum(map(tokens, entries)) for entries in self.lists]
-        frequency = Counter(e for entries in self.lists for e in entries)
+        frequency = Counter(chain.from_iterable(self.lists))
         hub_limit = max(8, len(tasks) // 10)
         self._buckets: dict[int, list[int]] = defaultdict(list)
         for i, entries in enumerate(self.lists):
@@ -56,9 +57,11 @@ class Planner:
         self._hub_span = sum(1 for count in frequency.values() if count > hub_limit)
         self.index: dict[str, list[int]] = defaultdict(list)
         self.linked: list[tuple[str, ...]] = []  # a task's entries that are in the index
+        self.hubs: list[tuple[str, ...]] = []  # and the others (shared by most tasks)
         for i, entries in enumerate(self.lists):
-            linked = tuple(e for e in entries if frequency[e] <= hub_limit)
+            linked = tuple([e for e in entries if frequency[e] <= hub_limit])
             self.linked.append(linked)
+            self.hubs.append(tuple([e for e in entries if frequency[e] > hub_limit]))
             for e in linked:
                 self.index[e].append(i)
 
@@ -107,12 +110,14 @@ class Planner:
         sizes = self.lists
 
         def absorb(entries: tuple[str, ...] | list[str]) -> None:
+            touched: dict[int, None] = {}
             for e in entries:
                 for j in index.get(e, ()):
                     if not placed[j]:
-                        count = overlap.get(j, 0) + 1
-                        overlap[j] = count
-                        heapq.heappush(heap, (-count / len(sizes[j]), j))
+                        overlap[j] = overlap.get(j, 0) + 1
+                        touched[j] = None
+            for j in touched:  # one push per task with its new overlap (the best one)
+                heapq.heappush(heap, (-overlap[j] / len(sizes[j]), j))
 
         absorb(self.linked[seed])
         rejected: set[int] = set()
@@ -122,13 +127,18 @@ class Planner:
                 _, j = heapq.heappop(heap)
                 if placed[j] or j in rejected:
                     continue
-                if self.token_cap is None and len(union) + len(sizes[j]) - overlap[j] <= self.cap:
-                    chosen = j  # fits even if none of its unindexed entries is loaded yet
-                    break
-                new = [e for e in sizes[j] if e not in union]
-                if self.fits(len(union) + len(new), weight + self.weigh(new)):
-                    chosen = j
-                    break
+                if self.token_cap is None:
+                    # Its indexed entries in the union are counted; only hubs are checked.
+                    new_count = len(self.linked[j]) - overlap[j]
+                    new_count += sum(1 for e in self.hubs[j] if e not in union)
+                    if len(union) + new_count <= self.cap:
+                        chosen = j
+                        break
+                else:
+                    new = [e for e in sizes[j] if e not in union]
+                    if self.fits(len(union) + len(new), weight + self.weigh(new)):
+                        chosen = j
+                        break
                 rejected.add(j)
             if chosen < 0:
                 chosen = self._filler(union, weight, placed)
