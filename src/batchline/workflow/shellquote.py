@@ -1,0 +1,332 @@
+"""Shell commands built from templates: every value is escaped for where it lands.
+
+A ``command`` string is rendered with each ``{{ expression }}`` replaced by a slot; the
+static text the author wrote is then read the way ``/bin/sh`` reads it (outside quotes,
+inside ``'...'``, inside ``"..."``, in a comment, inside ``$( ... )``, in a here-document
+body), and each value is escaped for the context its slot is in:
+
+- outside quotes: ``shlex.quote`` (one word, whatever it holds);
+- inside ``'...'``: a ``'`` in the value becomes ``'"'"'`` (close, quoted quote, reopen);
+- inside ``"..."``: ``\\``, ``$``, a backtick and ``"`` get a backslash;
+- in a comment: newlines become spaces (a comment ends at a newline);
+- in a here-document body: as inside ``"..."`` (without ``"``) unless the delimiter is
+  quoted; a value that would end the document early is refused.
+
+So ``echo {{ x }}``, ``echo '{{ x }}'`` and ``echo "{{ x }}"`` all print ``x`` intact and
+never run it. Two filters change that: ``quote`` (``shlex.quote``; its output is marked so
+it is never quoted twice) and ``shell_unsafe`` (alias ``raw_shell``): the value is pasted
+as shell code, on purpose; ``batchline validate`` warns about every use.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchline.workflow.errors import TemplateError
+
+UNSAFE_FILTERS = ("shell_unsafe", "raw_shell")
+_OPEN, _CLOSE = "\ue000", "\ue001"
+SLOT = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+_WORD_BREAK = set(" \t\n;&|()<>")
+
+__all__ = [
+    "SLOT",
+    "UNSAFE_FILTERS",
+    "ShellQuoted",
+    "ShellUnsafe",
+    "assemble",
+    "escape_for",
+    "quote_filter",
+    "shell_unsafe_filter",
+    "slot",
+]
+
+
+class ShellQuoted(str):
+    """Text already quoted for the shell (the ``quote`` filter's output).
+
+    ``raw`` keeps the value before quoting, so the value can still be escaped for a
+    quoted context (``"{{ x | quote }}"`` prints ``x``, not ``'x'``).
+    """
+
+    raw: str
+
+    def __new__(cls, quoted: str, raw: str) -> ShellQuoted:
+        made = super().__new__(cls, quoted)
+        made.raw = raw
+        return made
+
+
+class ShellUnsafe(str):
+    """Text the author asked to paste into the command as shell code (``| shell_unsafe``)."""
+
+
+def quote_filter(value: Any) -> ShellQuoted:
+    """``{{ x | quote }}``: one shell word; a list becomes one word per element.
+
+    Quoting twice is a no-op: the output is marked as quoted.
+    """
+    if isinstance(value, ShellQuoted):
+        return value
+    if isinstance(value, list | tuple):
+        words = [str(v) for v in value]
+        return ShellQuoted(" ".join(shlex.quote(w) for w in words), " ".join(words))
+    text = str(value)
+    return ShellQuoted(shlex.quote(text), text)
+
+
+def shell_unsafe_filter(value: Any) -> ShellUnsafe:
+    """``{{ x | shell_unsafe }}``: the value is shell code, pasted as is (never for items)."""
+    return ShellUnsafe(value)
+
+
+def slot(index: int) -> str:
+    """The placeholder of the ``index``-th value in a rendered command."""
+    return f"{_OPEN}{index}{_CLOSE}"
+
+
+def escape_for(mode: str, value: str) -> str:
+    """``value`` escaped for a quoting context: ``out``, ``single``, ``double``, ``comment``."""
+    if mode == "out":
+        return shlex.quote(value)
+    if mode == "single":
+        return value.replace("'", "'\"'\"'")
+    if mode == "double":
+        return re.sub(r'([\\$`"])', r"\\\1", value)
+    if mode == "comment":
+        return value.replace("\n", " ")
+    raise ValueError(f"unknown shell context {mode!r}")
+
+
+@dataclass
+class _Heredoc:
+    delimiter: str
+    quoted: bool
+    strip_tabs: bool
+
+
+@dataclass
+class _Lexer:
+    """The quoting state of a POSIX shell command read left to right."""
+
+    step: str
+    input_key: str
+    expression: str
+    mode: str = "out"  # out, single, double, comment, backtick, heredoc
+    backslash: bool = False  # the last character was an unescaped backslash
+    dollar: bool = False  # the last character was an unescaped `$`
+    word_start: bool = True
+    stack: list[tuple[str, str]] = field(default_factory=list)  # (closer, mode to return to)
+    pending: list[_Heredoc] = field(default_factory=list)
+    heredoc: _Heredoc | None = None
+    line: list[str] = field(default_factory=list)  # the heredoc line so far
+    line_has_value: bool = False
+    out: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> TemplateError:
+        where = ", ".join(
+            part
+            for part in (
+                f"step `{self.step}`" if self.step else "",
+                f"input `{self.input_key}`" if self.input_key else "",
+            )
+            if part
+        )
+        return TemplateError(
+            f"{where + ': ' if where else ''}`{self.expression.strip()}`: {why}",
+            step=self.step,
+            input_key=self.input_key,
+            expression=self.expression,
+        )
+
+    # -- static text ------------------------------------------------------------------
+
+    def text(self, text: str) -> None:
+        """Static text (the author's): emitted as is, and read to track the context."""
+        index = 0
+        while index < len(text):
+            char = text[index]
+            self.out.append(char)
+            index += 1
+            if self.mode == "heredoc":
+                self._heredoc_char(char, from_value=False)
+                continue
+            if self.backslash:
+                self.backslash = False
+                self.dollar = False
+                continue
+            if self.mode == "single":
+                if char == "'":
+                    self.mode = "out"
+                continue
+            if self.mode == "comment":
+                if char == "\n":
+                    self.mode = "out"
+                    self._newline()
+                continue
+            if self.mode == "backtick":
+                if char == "\\":
+                    self.backslash = True
+                elif char == "`":
+                    self.mode = self.stack.pop()[1]
+                continue
+            if self.mode == "double":
+                index = self._double(char, index)
+                continue
+            index = self._outside(char, text, index)
+
+    def _double(self, char: str, index: int) -> int:
+        was_dollar, self.dollar = self.dollar, False
+        if char == "\\":
+            self.backslash = True
+        elif char == '"':
+            self.mode = "out"
+        elif char == "`":
+            self.stack.append(("`", "double"))
+            self.mode = "backtick"
+        elif char == "$":
+            self.dollar = True
+        elif char == "(" and was_dollar:
+            self.stack.append((")", "double"))
+            self.mode = "out"
+            self.word_start = True
+        return index
+
+    def _outside(self, char: str, text: str, index: int) -> int:
+        was_dollar, self.dollar = self.dollar, False
+        starts_word = self.word_start
+        self.word_start = char in _WORD_BREAK
+        if char == "\\":
+            self.backslash = True
+        elif char == "'":
+            self.mode = "single"
+        elif char == '"':
+            self.mode = "double"
+        elif char == "`":
+            self.stack.append(("`", "out"))
+            self.mode = "backtick"
+        elif char == "#" and starts_word:
+            self.mode = "comment"
+        elif char == "$":
+            self.dollar = True
+        elif char == "(":
+            self.stack.append((")", "out"))
+        elif char == "{" and was_dollar:
+            self.stack.append(("}", "out"))
+        elif char in ")}" and self.stack and self.stack[-1][0] == char:
+            self.mode = self.stack.pop()[1]
+        elif char == "<" and text[index : index + 1] == "<" and text[index - 2 : index - 1] != "<":
+            index = self._heredoc_operator(text, index)
+        elif char == "\n":
+            self._newline()
+        return index
+
+    def _heredoc_operator(self, text: str, index: int) -> int:
+        """After ``<<``: read ``-`` and the delimiter word (static text only)."""
+        self.out.append("<")
+        index += 1
+        if text[index : index + 1] == "<":  # `<<<` is a here-string: a plain word follows
+            return index
+        strip_tabs = text[index : index + 1] == "-"
+        if strip_tabs:
+            self.out.append("-")
+            index += 1
+        while index < len(text) and text[index] in " \t":
+            self.out.append(text[index])
+            index += 1
+        match = re.match(r"""(?:'([^']*)'|"([^"]*)"|\\?([^\s;&|()<>'"]+))""", text[index:])
+        if match is None or SLOT.search(match.group(0)) or index >= len(text):
+            raise self.fail(
+                "a here-document delimiter must be written in the template, not come from a value"
+            )
+        word = match.group(0)
+        self.out.append(word)
+        delimiter = next(g for g in match.groups() if g is not None)
+        self.pending.append(_Heredoc(delimiter, word[0] in "'\"\\", strip_tabs))
+        self.word_start = False
+        return index + len(word)
+
+    def _newline(self) -> None:
+        self.word_start = True
+        if self.pending and self.mode == "out" and not self.stack:
+            self.heredoc = self.pending.pop(0)
+            self.mode = "heredoc"
+            self.line, self.line_has_value = [], False
+
+    def _heredoc_char(self, char: str, *, from_value: bool) -> None:
+        assert self.heredoc is not None
+        if char != "\n":
+            self.line.append(char)
+            self.line_has_value = self.line_has_value or from_value
+            return
+        line = "".join(self.line)
+        if self.heredoc.strip_tabs:
+            line = line.lstrip("\t")
+        has_value = self.line_has_value or from_value
+        self.line, self.line_has_value = [], False
+        if line != self.heredoc.delimiter:
+            return
+        if has_value:
+            raise self.fail(
+                f"a value would end the here-document early (a line reading "
+                f"`{self.heredoc.delimiter}`); it cannot be placed there safely"
+            )
+        self.heredoc = None
+        self.mode = "out"
+        self._newline()
+
+    # -- values -----------------------------------------------------------------------
+
+    def value(self, value: Any) -> None:
+        """A rendered value: escaped for the current context (or pasted, if unsafe)."""
+        if isinstance(value, ShellUnsafe):
+            self.text(str(value))
+            return
+        quoted = value if isinstance(value, ShellQuoted) else None
+        text = quoted.raw if quoted is not None else str(value)
+        if self.mode == "heredoc":
+            assert self.heredoc is not None
+            escaped = text if self.heredoc.quoted else re.sub(r"([\\$`])", r"\\\1", text)
+            for char in escaped:
+                self._heredoc_char(char, from_value=True)
+            self.out.append(escaped)
+            return
+        if self.mode == "backtick":
+            raise self.fail(
+                "a value inside backticks cannot be quoted reliably; write $( ... ) instead"
+            )
+        prefix = ""
+        if self.backslash and self.mode in ("out", "double"):
+            prefix = "\n"  # the pending backslash then escapes a newline: a line continuation
+        elif self.dollar and self.mode in ("out", "double"):
+            prefix = '""'  # `$` then a value must never read as `$'...'`, `$(`, `${`
+        if self.mode == "out" and quoted is not None:
+            escaped = str(quoted)
+        else:
+            escaped = escape_for(self.mode, text)
+        self.out.append(prefix + escaped)
+        self.backslash = self.dollar = False
+        if self.mode == "out":
+            self.word_start = False
+
+
+def assemble(
+    parts: Iterable[str | Sequence[Any]],
+    *,
+    step: str = "",
+    input_key: str = "",
+    expression: str = "",
+) -> str:
+    """The command from static text (``str``) and values (a 1-tuple ``(value,)``), each
+    value escaped for the quoting context it lands in."""
+    lexer = _Lexer(step=step, input_key=input_key, expression=expression)
+    for part in parts:
+        if isinstance(part, str):
+            lexer.text(part)
+        else:
+            lexer.value(part[0])
+    return "".join(lexer.out)
