@@ -177,9 +177,13 @@ def render_command(
     See :mod:`batchline.workflow.shellquote`.
     """
     if isinstance(text, list):
-        return [
+        rendered = (
             render(v, namespaces, step=step, input_key=f"{input_key}[{i}]", max_size=max_size)
             for i, v in enumerate(text)
+        )
+        return [
+            v if isinstance(v, str) else _tojson(v) if isinstance(v, dict | list) else str(v)
+            for v in rendered
         ]
     if not isinstance(text, str) or not is_template(text):
         return text
@@ -346,6 +350,21 @@ def _walk(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
         path = f"{prefix}.{key}" if prefix else str(key)
         yield path, child
         yield from _walk(child, path, depth + 1)
+
+
+def unsafe_filters(text: str) -> list[str]:
+    """The ``shell_unsafe`` / ``raw_shell`` filters used in a template, in order."""
+    if not isinstance(text, str) or not is_template(text):
+        return []
+    try:
+        tree = ENV.parse(text)
+    except TemplateSyntaxError:
+        return []
+    return [
+        node.name
+        for node in tree.find_all(nodes.Filter)
+        if isinstance(node, nodes.Filter) and node.name in UNSAFE_FILTERS
+    ]
 
 
 def references(text: str) -> list[tuple[str, str, bool]]:
