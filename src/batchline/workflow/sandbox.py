@@ -18,8 +18,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import Environment, nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -170,7 +171,7 @@ def _estimate_method(owner: str, name: str, args: tuple[Any, ...]) -> None:
 
 def _sized_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        values = [a for a in args if not isinstance(a, Context)]
+        values = [a for a in args if not isinstance(a, Context | EvalContext | Environment)]
         value = values[0] if values else None
         rest = values[1:]
         if name != "join":
