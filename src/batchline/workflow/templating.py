@@ -177,13 +177,13 @@ def render_command(
     See :mod:`batchline.workflow.shellquote`.
     """
     if isinstance(text, list):
-        rendered = (
+        elements = (
             render(v, namespaces, step=step, input_key=f"{input_key}[{i}]", max_size=max_size)
             for i, v in enumerate(text)
         )
         return [
             v if isinstance(v, str) else _tojson(v) if isinstance(v, dict | list) else str(v)
-            for v in rendered
+            for v in elements
         ]
     if not isinstance(text, str) or not is_template(text):
         return text
@@ -193,6 +193,9 @@ def render_command(
             value = _evaluate(text, single.group("expr"), namespaces)
             if isinstance(value, list | tuple):
                 return [str(v) for v in value]
+            stripped = text.strip()
+            head, tail = text[: text.index(stripped)], text[text.index(stripped) + len(stripped) :]
+            return assemble([head, (value,), tail], step=step, input_key=input_key, expression=text)
         template = _CACHE.get("shell:" + text)
         if template is None:
             template = _CACHE["shell:" + text] = SHELL_ENV.from_string(text)
