@@ -102,6 +102,14 @@ def escape_for(mode: str, value: str) -> str:
     raise ValueError(f"unknown shell context {mode!r}")
 
 
+class _Literal(str):
+    """A value already escaped for an inner shell (``eval``, ``sh -c``): kept literally."""
+
+
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "su", "runuser"}
+_SHELL_FLAG = re.compile(r"-[A-Za-z]*c[A-Za-z]*")
+
+
 @dataclass
 class _Heredoc:
     delimiter: str
@@ -126,6 +134,10 @@ class _Lexer:
     line: list[str] = field(default_factory=list)  # the heredoc line so far
     line_has_value: bool = False
     out: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # the words of the current command so far
+    word: list[str] | None = None  # what the command receives as the word being read
+    inner: _Lexer | None = None  # reads what `eval` / `sh -c` will run, inside that argument
+    inner_kind: str = ""  # "eval" (every later word), "c" (the next word), "done"
 
     def fail(self, why: str) -> TemplateError:
         where = ", ".join(
@@ -158,10 +170,16 @@ class _Lexer:
             if self.backslash:
                 self.backslash = False
                 self.dollar = False
+                if self.mode == "out" and char != "\n":
+                    self._literal(char)
+                elif self.mode == "double" and char != "\n":
+                    self._literal(char if char in '$`"\\' else "\\" + char)
                 continue
             if self.mode == "single":
                 if char == "'":
                     self.mode = "out"
+                else:
+                    self._literal(char)
                 continue
             if self.mode == "comment":
                 if char == "\n":
@@ -194,18 +212,28 @@ class _Lexer:
             self.stack.append((")", "double"))
             self.mode = "out"
             self.word_start = True
+        if char not in '\\"':
+            self._literal(char)
         return index
 
     def _outside(self, char: str, text: str, index: int) -> int:
         was_dollar, self.dollar = self.dollar, False
         starts_word = self.word_start
         self.word_start = char in _WORD_BREAK
+        if char in " \t<>":
+            self._end_word()
+        elif char in ";&|()":
+            self._end_command()
+        elif char not in "\\'\"\n`" and not (char == "#" and starts_word):
+            self._literal(char)
         if char == "\\":
             self.backslash = True
         elif char == "'":
             self.mode = "single"
+            self._literal("")
         elif char == '"':
             self.mode = "double"
+            self._literal("")
         elif char == "`":
             self.stack.append(("`", "out"))
             self.mode = "backtick"
@@ -250,7 +278,47 @@ class _Lexer:
         self.word_start = False
         return index + len(word)
 
+    # -- words: which argument is run again by `eval` or `sh -c` --------------------------
+
+    def _literal(self, chars: str) -> None:
+        """Characters the command receives as (part of) the word being read."""
+        if self.word is None:
+            self.word = []
+        self.word.append(chars)
+        if self.inner is not None and chars:
+            self.inner.text(chars)
+
+    def _end_word(self) -> None:
+        if self.word is None:
+            return
+        finished = "".join(self.word)
+        self.word = None
+        self.words.append(finished)
+        if self.inner is not None:
+            if self.inner_kind == "c":
+                self.inner, self.inner_kind = None, "done"
+            else:
+                self.inner.text(" ")  # eval joins its arguments with spaces
+            return
+        if self.inner_kind:
+            return
+        name = finished.rsplit("/", 1)[-1]
+        if name == "eval":
+            self.inner, self.inner_kind = self._child(), "eval"
+        elif _SHELL_FLAG.fullmatch(finished) and any(
+            word.rsplit("/", 1)[-1] in _SHELLS for word in self.words[:-1]
+        ):
+            self.inner, self.inner_kind = self._child(), "c"
+
+    def _end_command(self) -> None:
+        self._end_word()
+        self.words, self.inner, self.inner_kind = [], None, ""
+
+    def _child(self) -> _Lexer:
+        return _Lexer(step=self.step, input_key=self.input_key, expression=self.expression)
+
     def _newline(self) -> None:
+        self._end_command()
         self.word_start = True
         if self.pending and self.mode == "out" and not self.stack:
             self.heredoc = self.pending.pop(0)
@@ -286,8 +354,12 @@ class _Lexer:
         if isinstance(value, ShellUnsafe):
             self.text(str(value))
             return
+        if self.inner is not None and self.mode in ("out", "single", "double"):
+            start = len(self.inner.out)
+            self.inner.value(value)  # escaped for the command `eval` / `sh -c` will run ...
+            value = _Literal("".join(self.inner.out[start:]))  # ... and then for this one
         quoted = value if isinstance(value, ShellQuoted) else None
-        text = quoted.raw if quoted is not None else str(value)
+        text = str(value)
         if self.mode == "heredoc":
             assert self.heredoc is not None
             escaped = text if self.heredoc.quoted else re.sub(r"([\\$`])", r"\\\1", text)
@@ -310,6 +382,10 @@ class _Lexer:
             escaped = escape_for(self.mode, text)
         self.out.append(prefix + escaped)
         self.backslash = self.dollar = False
+        if self.mode in ("out", "single", "double"):
+            if self.word is None:
+                self.word = []
+            self.word.append(quoted.raw if quoted is not None and self.mode == "out" else text)
         if self.mode == "out":
             self.word_start = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,11 @@ def test_quote_filter_is_never_applied_twice(tmp_path: Path) -> None:
     twice = render_command("printf '%s' {{ x | quote | quote }}", {"x": value})
     assert once == twice == render_command("printf '%s' {{ x }}", {"x": value})
     assert run_shell(once, tmp_path).stdout == value
+    # inside quotes the quoted text itself arrives (for a command that parses it again)
     in_quotes = render_command("printf '%s' \"{{ x | quote }}\"", {"x": value})
-    assert run_shell(in_quotes, tmp_path).stdout == value
+    assert run_shell(in_quotes, tmp_path).stdout == shlex.quote(value)
+    remote = render_command("sh -c \"printf '%s' {{ x | quote }}\"", {"x": value})
+    assert run_shell(remote, tmp_path).stdout == value
     files = render_command("printf '<%s>' {{ xs | quote }}", {"xs": ["a b", "c;d", "$(e)"]})
     assert run_shell(files, tmp_path).stdout == "<a b><c;d><$(e)>"
 
@@ -248,3 +252,53 @@ def test_shipped_examples_quote_their_items(tmp_path: Path) -> None:
                 else:
                     run_shell(command, tmp_path)
                 assert not (tmp_path / CANARY).exists(), (name, command)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "eval printf \"'%s'\" {{ x }}",
+        "eval \"printf '%s' {{ x }}\"",
+        "eval 'printf %s {{ x }}'",
+        "sh -c \"printf '%s' {{ x }}\"",
+        "sh -c 'printf %s {{ x }}'",
+        "bash -c \"printf '%s' '{{ x }}'\"",
+        '/bin/sh -ec "printf \'%s\' \\"{{ x }}\\""',
+        "env LC_ALL=C sh -c \"printf '%s' {{ x }}\"",
+        'sh -c "sh -c \\"printf \'%s\' {{ x }}\\""',
+        "X=$(sh -c \"printf '%s' {{ x }}\"); printf '%s' \"$X\"",
+    ],
+)
+@pytest.mark.parametrize("payload", PAYLOADS[:9])
+def test_commands_run_again_by_eval_or_sh_c_are_escaped_twice(
+    tmp_path: Path, template: str, payload: str
+) -> None:
+    done = run_shell(render_command(template, {"x": payload}), tmp_path)
+    assert not (tmp_path / CANARY).exists(), template
+    assert done.stdout == payload, (template, done.stderr)
+
+
+def test_validate_warns_about_every_shell_unsafe(write: Any, cli: Any) -> None:
+    path = write(
+        """
+name: unsafe
+params: {script: {default: "echo hi"}}
+steps:
+  - name: a
+    task: shell
+    inputs: {command: "{{ args.script | shell_unsafe }}"}
+  - name: b
+    task: batch
+    inputs:
+      items: [1]
+      task: {task: shell, inputs: {command: "echo {{ batch.item | raw_shell }}"}}
+  - {name: c, task: shell, inputs: {command: "echo {{ args.script }}"}}
+"""
+    )
+    done = cli("validate", str(path))
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    assert "wf.yaml:7: step `a` uses `| shell_unsafe`" in warnings[0]
+    assert "wf.yaml:12: step `b` uses `| raw_shell`" in warnings[1]
+    assert "runs as shell code" in warnings[0]
