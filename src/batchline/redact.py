@@ -147,8 +147,13 @@ def _install_log_redaction() -> None:
         if record.name == "batchline" or record.name.startswith("batchline."):
             redactor = _ACTIVE
             if redactor:
-                record.msg = redactor.text(record.getMessage())
-                record.args = ()
+                try:
+                    message = record.getMessage()
+                except Exception:  # a bad format string: logging reports it when emitting
+                    message = None
+                if message is not None:
+                    record.msg = redactor.text(message)
+                    record.args = ()
                 if record.exc_info and record.exc_info[1] is not None:
                     record.exc_text = redactor.text(
                         logging.Formatter().formatException(record.exc_info)

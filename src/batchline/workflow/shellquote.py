@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchline.workflow.errors import TemplateError
+from batchline.workflow.shellfilters import (
+    UNSAFE_FILTERS,
+    ShellQuoted,
+    ShellUnsafe,
+    quote_filter,
+    shell_unsafe_filter,
+)
 
-UNSAFE_FILTERS = ("shell_unsafe", "raw_shell")
 _OPEN, _CLOSE = "\ue000", "\ue001"
 SLOT = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _WORD_BREAK = set(" \t\n;&|()<>")
@@ -44,44 +50,6 @@ __all__ = [
     "shell_unsafe_filter",
     "slot",
 ]
-
-
-class ShellQuoted(str):
-    """Text already quoted for the shell (the ``quote`` filter's output).
-
-    ``raw`` keeps the value before quoting, so the value can still be escaped for a
-    quoted context (``"{{ x | quote }}"`` prints ``x``, not ``'x'``).
-    """
-
-    raw: str
-
-    def __new__(cls, quoted: str, raw: str) -> ShellQuoted:
-        made = super().__new__(cls, quoted)
-        made.raw = raw
-        return made
-
-
-class ShellUnsafe(str):
-    """Text the author asked to paste into the command as shell code (``| shell_unsafe``)."""
-
-
-def quote_filter(value: Any) -> ShellQuoted:
-    """``{{ x | quote }}``: one shell word; a list becomes one word per element.
-
-    Quoting twice is a no-op: the output is marked as quoted.
-    """
-    if isinstance(value, ShellQuoted):
-        return value
-    if isinstance(value, list | tuple):
-        words = [str(v) for v in value]
-        return ShellQuoted(" ".join(shlex.quote(w) for w in words), " ".join(words))
-    text = str(value)
-    return ShellQuoted(shlex.quote(text), text)
-
-
-def shell_unsafe_filter(value: Any) -> ShellUnsafe:
-    """``{{ x | shell_unsafe }}``: the value is shell code, pasted as is (never for items)."""
-    return ShellUnsafe(value)
 
 
 def slot(index: int) -> str:
