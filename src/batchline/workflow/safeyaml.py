@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 DEFAULT_MAX_ALIAS_NODES = 100_000
+MAX_DEPTH = 200
 _STANDARD = {
     f"tag:yaml.org,2002:{name}"
     for name in (
@@ -58,6 +59,26 @@ def _where(source: str, node: yaml.Node) -> str:
     return f"{source}:{node.start_mark.line + 1}"
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than ``MAX_DEPTH`` while composing (the
+    composer recurses: a deep document must stop here, not at Python's recursion limit)."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise UnsafeYAMLError(
+                    f"{self.name}:{mark.line + 1}: the YAML is nested more than {MAX_DEPTH} "
+                    "levels deep; flatten the document"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def compose(text: str, source: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
     """Parse ``text`` into a checked node graph (nothing constructed yet).
 
@@ -67,7 +88,8 @@ def compose(text: str, source: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
     Raises:
         UnsafeYAMLError: syntax errors, nesting too deep, alias bombs, unsafe tags.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
+    loader.name = source
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -78,11 +100,9 @@ def compose(text: str, source: str) -> tuple[yaml.SafeLoader, yaml.Node | None]:
             f"{where}: YAML syntax error: {exc.problem or exc}"
             + (f" ({exc.context})" if exc.context else "")
         ) from None
-    except RecursionError:
+    except UnsafeYAMLError:
         loader.dispose()
-        raise UnsafeYAMLError(
-            f"{source}: the YAML is nested too deeply to read; flatten the document"
-        ) from None
+        raise
     if node is not None:
         try:
             check(node, source)
@@ -120,7 +140,7 @@ def check(node: yaml.Node, source: str, max_alias_nodes: int = DEFAULT_MAX_ALIAS
                 "(only standard tags: str, int, float, bool, null, timestamp, seq, map, ...); "
                 "remove the tag"
             )
-        if depth > 500:
+        if depth > MAX_DEPTH:
             raise UnsafeYAMLError(
                 f"{_where(source, current)}: the YAML is nested too deeply; flatten it"
             )
