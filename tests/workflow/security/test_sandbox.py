@@ -153,3 +153,32 @@ def test_ordinary_templates_still_work() -> None:
     assert render("{{ '%5s|' % 'x' }}{{ 'y' | center(3) }}", NS) == "    x| y "
     assert render("{{ steps.load.result | join(',') }} {{ 2 ** 10 }}", NS) == "1,2 1024"
     assert render("{% for i in range(3) %}{{ i }}{% endfor %}", NS) == "012"
+
+
+def test_values_are_never_rendered_again(write: Any, cli: Any, tmp_path: Path) -> None:
+    """An item or param holding template syntax is data: it arrives as written."""
+    items = ["{{ env.HOME }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}", "{% raw %}x"]
+    (tmp_path / "items.json").write_text(json.dumps(items), encoding="utf-8")
+    path = write(
+        """
+name: ssti
+params: {p: {default: "{{ 7 * 7 }}"}}
+steps:
+  - {name: load, task: file.read, inputs: {path: items.json, format: json}}
+  - name: each
+    task: batch
+    inputs:
+      items: "{{ steps.load.result }}"
+      task: {task: echo, inputs: {value: "[{{ batch.item }}] {{ args.p }}"}}
+  - name: shell
+    task: batch
+    inputs:
+      items: "{{ steps.load.result }}"
+      task: {task: shell, inputs: {command: "printf '%s' {{ batch.item }}"}}
+"""
+    )
+    done = cli("run", str(path), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    steps = json.loads(done.stdout)["steps"]
+    assert steps["each"]["result"]["results"] == [f"[{item}] {{{{ 7 * 7 }}}}" for item in items]
+    assert [r["stdout"] for r in steps["shell"]["result"]["results"]] == items
