@@ -35,12 +35,9 @@ from batchline.workflow.shellfilters import (
     shell_unsafe_filter,
 )
 
-_OPEN, _CLOSE = "\ue000", "\ue001"
-SLOT = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _WORD_BREAK = set(" \t\n;&|()<>")
 
 __all__ = [
-    "SLOT",
     "UNSAFE_FILTERS",
     "ShellQuoted",
     "ShellUnsafe",
@@ -48,13 +45,7 @@ __all__ = [
     "escape_for",
     "quote_filter",
     "shell_unsafe_filter",
-    "slot",
 ]
-
-
-def slot(index: int) -> str:
-    """The placeholder of the ``index``-th value in a rendered command."""
-    return f"{_OPEN}{index}{_CLOSE}"
 
 
 def escape_for(mode: str, value: str) -> str:
@@ -235,7 +226,7 @@ class _Lexer:
             self.out.append(text[index])
             index += 1
         match = re.match(r"""(?:'([^']*)'|"([^"]*)"|\\?([^\s;&|()<>'"]+))""", text[index:])
-        if match is None or SLOT.search(match.group(0)) or index >= len(text):
+        if match is None or index >= len(text):
             raise self.fail(
                 "a here-document delimiter must be written in the template, not come from a value"
             )

@@ -11,6 +11,7 @@ escaped for its quoting context (:func:`render_command`).
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
@@ -23,15 +24,13 @@ from jinja2.utils import missing
 from batchline.workflow.errors import TemplateError
 from batchline.workflow.sandbox import RenderTooLarge, Sandbox, current_limit, limited
 from batchline.workflow.schema import did_you_mean
-from batchline.workflow.shellquote import (
-    SLOT,
+from batchline.workflow.shellfilters import (
     UNSAFE_FILTERS,
     ShellQuoted,
-    assemble,
     quote_filter,
     shell_unsafe_filter,
-    slot,
 )
+from batchline.workflow.shellquote import assemble
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 NAMESPACES = ("args", "env", "steps", "workflow", "batch")
@@ -65,16 +64,30 @@ class _TrackingUndefined(StrictUndefined):
         _LAST.value = (self._undefined_name, self._undefined_obj)
 
 
+class _Slots:
+    """The values of one command being rendered; each is replaced by a marker holding a
+    random nonce (so a value can never forge one)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.nonce = secrets.token_hex(8)
+        self.pattern = re.compile(f"\ue000{self.nonce}:(\\d+)\ue001")
+
+    def add(self, value: Any) -> str:
+        if isinstance(value, str) and not isinstance(value, ShellQuoted) and self.nonce in value:
+            # a captured block (`{% set x %}`) holding slots: its values, unescaped, are part
+            # of this one
+            value = self.pattern.sub(lambda m: str(self.values[int(m.group(1))]), value)
+        self.values.append(value)
+        return f"\ue000{self.nonce}:{len(self.values) - 1}\ue001"
+
+
 @pass_context
 def _to_slot(context: Context, value: Any) -> str:
     """Shell commands: each value becomes a slot, escaped later for its quoting context."""
     del context
-    values: list[Any] = _SLOTS.values
-    if isinstance(value, str) and not isinstance(value, ShellQuoted) and SLOT.search(value):
-        # a captured block holding slots: its values, unescaped, are part of this one
-        value = SLOT.sub(lambda m: str(values[int(m.group(1))]), value)
-    values.append(value)
-    return slot(len(values) - 1)
+    slots: _Slots = _SLOTS.current
+    return slots.add(value)
 
 
 def make_environment(*, commands: bool = False) -> Sandbox:
@@ -199,18 +212,17 @@ def render_command(
         template = _CACHE.get("shell:" + text)
         if template is None:
             template = _CACHE["shell:" + text] = SHELL_ENV.from_string(text)
-        previous = getattr(_SLOTS, "values", None)
-        values: list[Any] = []
-        _SLOTS.values = values
+        previous = getattr(_SLOTS, "current", None)
+        slots = _SLOTS.current = _Slots()
         try:
             rendered = _stream(template.generate(**namespaces))
         finally:
-            _SLOTS.values = previous
+            _SLOTS.current = previous
         parts: list[str | tuple[Any]] = []
         last = 0
-        for match in SLOT.finditer(rendered):
+        for match in slots.pattern.finditer(rendered):
             parts.append(rendered[last : match.start()])
-            parts.append((values[int(match.group(1))],))
+            parts.append((slots.values[int(match.group(1))],))
             last = match.end()
         parts.append(rendered[last:])
         command = assemble(parts, step=step, input_key=input_key, expression=text)
