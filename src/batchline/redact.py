@@ -23,7 +23,7 @@ MASK = "***"
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 #: Values that look like flags, not secrets, are never masked for a name match alone
 #: (``TOKENIZERS_PARALLELISM=false`` must not turn every ``false`` into ``***``).
-_MIN_GUESSED_LENGTH = 6
+_MIN_GUESSED_LENGTH = 4
 _NOT_SECRET = re.compile(r"(?i)(true|false|yes|no|on|off|none|null|\d{1,8})")
 
 __all__ = [

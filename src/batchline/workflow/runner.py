@@ -240,7 +240,12 @@ class WorkflowRunner:
                     f"{', '.join(missing)}; set them before running the workflow"
                 ]
             )
-        self.redactor = Redactor.from_env({**os.environ, **spec.env}, spec.secrets)
+        secret_params = {  # a param named like a secret (api_key=...) is one too
+            name: value for name, value in self.params.items() if isinstance(value, str)
+        }
+        self.redactor = Redactor.from_env({**os.environ, **spec.env}, spec.secrets).merged(
+            Redactor.from_env(secret_params)
+        )
         register(self.redactor)
 
     def _say(self, text: str) -> None:

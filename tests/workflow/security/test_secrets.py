@@ -206,3 +206,15 @@ def test_default_names_and_flag_like_values() -> None:
     assert redactor.text("false /root") == "false /root"
     assert redact("nothing here") == "nothing here"
     assert redactor.data({"k": [API_KEY, {"x": "sk-abcdef123"}]}) == {"k": [API_KEY, {"x": MASK}]}
+
+
+def test_params_named_like_secrets_are_redacted(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        "name: p\nsteps:\n  - {name: a, task: shell, inputs: "
+        '{command: "echo {{ args.api_key }}; exit 1"}}\n',
+        encoding="utf-8",
+    )
+    done = run(["run", "wf.yaml", "api_key=pk-9f8e7d6c", "--format", "json"], tmp_path)
+    assert done.returncode == 1
+    assert "pk-9f8e7d6c" not in done.stdout + done.stderr
+    assert (tmp_path / ".batchline" / "state.db").read_bytes().find(b"pk-9f8e7d6c") == -1
