@@ -168,9 +168,11 @@ class _Lexer:
         elif char == "$":
             self.dollar = True
         elif char == "(" and was_dollar:
+            self._end_command()  # a command inside the quotes: its own words
             self.stack.append((")", "double"))
             self.mode = "out"
             self.word_start = True
+            return index
         if char not in '\\"':
             self._literal(char)
         return index

@@ -267,6 +267,7 @@ def test_shipped_examples_quote_their_items(tmp_path: Path) -> None:
         "env LC_ALL=C sh -c \"printf '%s' {{ x }}\"",
         'sh -c "sh -c \\"printf \'%s\' {{ x }}\\""',
         "X=$(sh -c \"printf '%s' {{ x }}\"); printf '%s' \"$X\"",
+        "printf '%s' \"$(sh -c \"printf '%s' '{{ x }}'\")\"",
     ],
 )
 @pytest.mark.parametrize("payload", PAYLOADS[:9])
