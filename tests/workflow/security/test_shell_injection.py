@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from batchline.workflow import TemplateError, get_task, load_workflow
 from batchline.workflow.shellquote import assemble
@@ -303,3 +305,19 @@ steps:
     assert "wf.yaml:7: step `a` uses `| shell_unsafe`" in warnings[0]
     assert "wf.yaml:12: step `b` uses `| raw_shell`" in warnings[1]
     assert "runs as shell code" in warnings[0]
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")))
+def test_any_text_arrives_intact_in_every_quoting_style(tmp_path: Path, value: str) -> None:
+    command = render_command(
+        "printf '%s\\0' {{ x }} '{{ x }}' \"{{ x }}\" \"$(printf '%s' {{ x }})\"X", {"x": value}
+    )
+    done = subprocess.run(  # noqa: S602 - the shell is what is tested
+        command, shell=True, cwd=tmp_path, capture_output=True, check=False, timeout=30
+    )
+    outputs = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    assert outputs[:3] == [value, value, value]
+    assert outputs[3] == value.rstrip("\n") + "X"  # $( ) drops trailing newlines, as always
