@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from batchline.errors import BatchlineError, StateError
-from batchline.redact import Redactor, active
+from batchline.redact import MASK, Redactor, active
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow.checks import static_problems, unsafe_uses
 from batchline.workflow.errors import WorkflowError
@@ -340,6 +340,18 @@ def _merge_resume_params(
         name: convert_param(name, spec.params[name], value) if name in spec.params else value
         for name, value in given.items()
     }
+    # a param holding a secret was stored as `***`: it must be given again, and is no change
+    hidden = sorted(n for n, v in stored.items() if isinstance(v, str) and MASK in v)
+    missing = [name for name in hidden if name not in given]
+    if missing:
+        raise WorkflowError(
+            [
+                f"the param(s) {', '.join(f'`{n}`' for n in missing)} held a secret, which is "
+                "never stored; pass them again to resume: "
+                + " ".join(f"{n}=VALUE" for n in missing)
+            ]
+        )
+    stored = {name: value for name, value in stored.items() if name not in hidden}
     changes = param_changes(stored, given)
     if changes and not force:
         raise WorkflowError(

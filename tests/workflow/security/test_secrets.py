@@ -218,3 +218,22 @@ def test_params_named_like_secrets_are_redacted(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "pk-9f8e7d6c" not in done.stdout + done.stderr
     assert (tmp_path / ".batchline" / "state.db").read_bytes().find(b"pk-9f8e7d6c") == -1
+
+
+def test_resuming_asks_again_for_a_param_that_held_a_secret(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        "name: r\nparams: {token: {}, fail: {default: '1'}}\nsteps:\n"
+        "  - {name: a, task: shell, inputs: "
+        "{command: \"printf '%s' {{ args.token }} > got.txt; exit {{ args.fail }}\"}}\n",
+        encoding="utf-8",
+    )
+    first = run(["run", "wf.yaml", f"token={API_KEY}"], tmp_path)
+    assert first.returncode == 1
+    refused = run(["run", "wf.yaml", "--resume", "fail=0"], tmp_path)
+    assert refused.returncode == 2
+    assert "`token` held a secret" in refused.stderr
+    assert "token=VALUE" in refused.stderr
+    resumed = run(["run", "wf.yaml", "--resume", f"token={API_KEY}", "fail=0", "--force"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "got.txt").read_text() == API_KEY
+    assert_clean(resumed.stdout + resumed.stderr, "resume")
