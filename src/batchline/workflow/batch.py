@@ -13,52 +13,105 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
 from batchline.engine.runner import stream_batches
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, StateError
 from batchline.state.base import StateStore
+from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow.errors import TaskError, TemplateError
-from batchline.workflow.schema import RetrySpec
+from batchline.workflow.schema import RetrySpec, did_you_mean
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
 from batchline.workflow.templating import NAMESPACES, Namespace, render
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
+STATE_FILE = "state.db"
+BATCH_INPUTS = frozenset(
+    {
+        "items",
+        "chunk_size",
+        "batch_size",
+        "max_concurrency",
+        "max_workers",
+        "retry",
+        "task",
+        "mode",
+        "key",
+        "arg_name",
+    }
+)
 
 
 class BatchContext:
-    """Builds the template context of each item (or chunk) of a batch step."""
+    """Builds the template context of each item (or chunk) of a batch step.
 
-    def __init__(self, base: Mapping[str, Any], *, name: str, total: int, chunk_size: int) -> None:
+    ``BatchContext(config)`` takes the batch step's :class:`TaskConfig` (the planned API:
+    ``name``, ``engine``, ``workspace``, ``retry_config`` come from it);
+    ``BatchContext(namespaces, name=..., total=..., chunk_size=...)`` is the runner's form.
+    """
+
+    def __init__(
+        self,
+        base: TaskConfig | Mapping[str, Any],
+        *,
+        name: str | None = None,
+        total: int | None = None,
+        chunk_size: int | None = None,
+        arg_name: str | None = None,
+    ) -> None:
+        if isinstance(base, TaskConfig):
+            config = base
+            items = config.inputs.get("items")
+            total = total if total is not None else (len(items) if isinstance(items, list) else 0)
+            chunk_size = chunk_size or _int(config.inputs.get("chunk_size"), 20)
+            name = name or config.name
+            self.engine: Any = config.get_variable("engine")
+            self.workspace: Any = config.workspace
+            self.retry_config: Any = config.inputs.get("retry") or {}
+            base = config.context
+        else:
+            self.engine = base.get("engine")
+            self.workspace = (base.get("workflow") or {}).get("workspace")
+            self.retry_config = {}
+        self._context = base
         self.base = {space: base[space] for space in BASE_NAMESPACES if space in base}
-        self.name = name
-        self.total = total
-        self.chunk_size = chunk_size
+        self.name = name or ""
+        self.total = total or 0
+        self.chunk_size = max(1, chunk_size or 20)
+        self.arg_name = arg_name
 
     def create_item_context(self, item: Any, index: int) -> dict[str, Any]:
-        """The base namespaces plus ``batch`` for item ``index`` (0-based)."""
-        return {
-            **self.base,
-            "batch": Namespace(
-                {
-                    "item": item,
-                    "index": index,
-                    "number": index + 1,
-                    "chunk_index": index // self.chunk_size,
-                    "chunk_size": self.chunk_size,
-                    "total": self.total,
-                    "name": self.name,
-                }
-            ),
-        }
+        """The base namespaces (``args``, ``env``, ``steps``, ``workflow``) plus ``batch``
+        for item ``index`` (0-based): ``item``, ``index``, ``name``, ``number``,
+        ``chunk_index``, ``chunk_size``, ``total``. With ``arg_name``, ``args.ARG`` is the
+        item too (yaml-workflow)."""
+        context = dict(self.base)
+        if self.arg_name:
+            context["args"] = Namespace({**self.base.get("args", {}), self.arg_name: item})
+        context["batch"] = Namespace(
+            {
+                "item": item,
+                "index": index,
+                "number": index + 1,
+                "chunk_index": index // self.chunk_size,
+                "chunk_size": self.chunk_size,
+                "total": self.total,
+                "name": self.name,
+            }
+        )
+        return context
 
     def create_chunk_context(self, items: list[Any], chunk_index: int) -> dict[str, Any]:
         """The context of a whole chunk (``mode: chunk``): ``batch.items`` instead of ``item``."""
@@ -77,12 +130,11 @@ class BatchContext:
             ),
         }
 
-    def get_error_context(self, error: BaseException) -> dict[str, Any]:
-        """What to show with an error: the error, and the names available per namespace."""
+    def get_available_variables(self) -> dict[str, list[str]]:
+        """Names per namespace, ``batch`` included."""
         available = {
-            space: sorted(str(k) for k in values)
-            for space, values in self.base.items()
-            if isinstance(values, Mapping)
+            space: sorted(str(k) for k in self._context.get(space) or {})
+            for space in ("args", "env", "steps")
         }
         available["batch"] = [
             "item",
@@ -94,73 +146,192 @@ class BatchContext:
             "total",
             "name",
         ]
+        return available
+
+    def get_error_context(self, error: BaseException) -> dict[str, Any]:
+        """What to show with an error: the error, the names available per namespace, and
+        the namespaces."""
         return {
             "error": str(error),
             "error_type": type(error).__name__,
-            "available_variables": available,
-            "namespaces": list(NAMESPACES),
+            "available_variables": self.get_available_variables(),
+            "namespaces": list(dict.fromkeys([*NAMESPACES, *self._context])),
         }
 
 
-@dataclass
-class BatchState:
-    """The state of a batch step, as kept in the state store.
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
-    Attributes:
-        processed: results of the processed items, in input order.
-        failed: item key -> ``{"error", "error_type", "attempts", "time"}``.
-        template_errors: item key -> message, for items whose template did not render.
-        stats: ``total``, ``processed``, ``failed``, ``template_failures``, ``retried``.
+
+class BatchState:
+    """The state of a batch step: a read-only view of what the engine committed to the
+    workspace's state store (not a second state system).
+
+    ``BatchState(workspace, name)`` (the planned API) and ``BatchState.load(workspace,
+    name)`` read it; ``workspace`` is the folder holding ``state.db`` (or a
+    ``StateStore``), ``name`` the step's sub-run ``RUN_ID/STEP`` or a step name (its
+    latest run). ``state`` holds ``processed`` (item keys, input order), ``results``
+    (their results), ``failed`` (key -> ``{error, error_type, attempts, time}``),
+    ``template_errors`` (key -> message), ``namespaces`` (``args``, ``env``, ``steps``,
+    ``batch``; ``env`` is never stored, it may hold secrets) and ``stats`` (``total``,
+    ``processed``, ``failed``, ``template_failures``, ``retried``, ``success_rate``).
     """
 
-    step: str
-    run_id: str
-    processed: list[Any] = field(default_factory=list)
-    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    template_errors: dict[str, str] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
+    def __init__(self, workspace: str | os.PathLike[str] | StateStore, name: str) -> None:
+        self.workspace = workspace
+        self.name = name
+        self.state: dict[str, Any] = {}
+        self.reload()
 
     @classmethod
-    def load(cls, store: StateStore, run_id: str, step: str = "") -> BatchState:
-        """Read a batch step's state back from the store (``run_id`` is the step's sub-run)."""
-        state = cls(step=step or run_id.rsplit("/", 1)[-1], run_id=run_id)
-        retried = 0
-        for record in store.iter_items(run_id):
-            if record.status == "done":
-                value, attempts = _unwrap(record.result)
-                state.processed.append(value)
-                retried += max(0, attempts - 1)
-                continue
-            key = str(record.key)
-            state.failed[key] = {
-                "error": record.message,
-                "error_type": record.error_type,
-                "attempts": record.attempts,
-                "time": None,
-            }
-            if record.error_type == "TemplateError":
-                state.template_errors[key] = record.message or ""
-            retried += max(0, record.attempts - 1)
-        info = store.get_run(run_id)
-        state.stats = {
-            "total": info.total_items or (len(state.processed) + len(state.failed)),
-            "processed": len(state.processed),
-            "failed": len(state.failed),
-            "template_failures": len(state.template_errors),
-            "retried": retried,
-        }
-        return state
+    def load(
+        cls, workspace: str | os.PathLike[str] | StateStore, name: str, step: str = ""
+    ) -> BatchState:
+        """Read a batch step's state back from the store."""
+        del step  # the step's name is the last part of `name`
+        return cls(workspace, name)
+
+    def reload(self) -> None:
+        """Read the state again (items committed since are included)."""
+        store, owned = self._store()
+        try:
+            self.run_id = _sub_run(store, self.name)
+            self.state = _read_state(store, self.run_id)
+        finally:
+            if owned:
+                store.close()
+
+    def _store(self) -> tuple[StateStore, bool]:
+        if not isinstance(self.workspace, str | os.PathLike):
+            return self.workspace, False
+        path = Path(self.workspace)
+        path = path if path.suffix == ".db" else path / STATE_FILE
+        if not path.exists():
+            raise StateError(
+                f"no state file at {path}; pass the workspace folder of the run "
+                "(settings.workspace, default .batchline)"
+            )
+        return SQLiteStateStore(path), True
+
+    @property
+    def step(self) -> str:
+        """The batch step's name."""
+        return self.run_id.rsplit("/", 1)[-1]
+
+    @property
+    def processed(self) -> list[Any]:
+        """Keys of the processed items, in input order."""
+        return list(self.state["processed"])
+
+    @property
+    def results(self) -> list[Any]:
+        """Results of the processed items, in input order."""
+        return list(self.state["results"])
+
+    @property
+    def failed(self) -> dict[str, dict[str, Any]]:
+        """Failed items: key -> error info."""
+        return dict(self.state["failed"])
+
+    @property
+    def template_errors(self) -> dict[str, str]:
+        """Items whose template did not render: key -> message."""
+        return dict(self.state["template_errors"])
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``total``, ``processed``, ``failed``, ``template_failures``, ``retried``,
+        ``success_rate`` (percent)."""
+        return dict(self.state["stats"])
+
+    @property
+    def namespaces(self) -> dict[str, Any]:
+        """The namespaces the step ran with (``env`` left empty: never stored)."""
+        return dict(self.state["namespaces"])
+
+    def get_stats(self) -> dict[str, Any]:
+        """yaml-workflow's name for :attr:`stats`."""
+        return self.stats
 
     def to_dict(self) -> dict[str, Any]:
         """The state as plain data."""
-        return {
-            "step": self.step,
-            "run_id": self.run_id,
-            "processed": self.processed,
-            "failed": self.failed,
-            "template_errors": self.template_errors,
-            "stats": self.stats,
+        return {"step": self.step, "run_id": self.run_id, **self.state}
+
+
+def _sub_run(store: StateStore, name: str) -> str:
+    """``RUN_ID/STEP`` as given, or the latest sub-run of a step called ``name``."""
+    if "/" in name:
+        return name
+    for info in store.list_runs():
+        if info.run_id.endswith(f"/{name}"):
+            return info.run_id
+    raise StateError(f"no batch step `{name}` in this state store; pass RUN_ID/STEP")
+
+
+def _read_state(store: StateStore, run_id: str) -> dict[str, Any]:
+    processed: list[Any] = []
+    results: list[Any] = []
+    failed: dict[str, dict[str, Any]] = {}
+    template_errors: dict[str, str] = {}
+    retried = 0
+    for record in store.iter_items(run_id):
+        if record.status == "done":
+            value, attempts = _unwrap(record.result)
+            processed.append(record.key)
+            results.append(value)
+            retried += max(0, attempts - 1)
+            continue
+        key = str(record.key)
+        failed[key] = {
+            "error": record.message,
+            "error_type": record.error_type,
+            "attempts": record.attempts,
+            "time": None,
         }
+        if record.error_type == "TemplateError":
+            template_errors[key] = record.message or ""
+        retried += max(0, record.attempts - 1)
+    info = store.get_run(run_id)
+    total = info.total_items or (len(processed) + len(failed))
+    parent_id, _, step = run_id.rpartition("/")
+    args: dict[str, Any] = {}
+    steps: dict[str, Any] = {}
+    if parent_id:
+        try:
+            parent = store.get_run(parent_id)
+        except StateError:
+            parent = None
+        if parent is not None:
+            args = dict(parent.meta.get("params") or {})
+            for item in store.iter_items(parent_id):
+                if isinstance(item.key, str) and item.key.startswith("step:") and item.result:
+                    steps[item.key[5:]] = {
+                        "result": item.result.get("result"),
+                        "status": item.result.get("status"),
+                    }
+    return {
+        "processed": processed,
+        "results": results,
+        "failed": failed,
+        "template_errors": template_errors,
+        "namespaces": {
+            "args": args,
+            "env": {},
+            "steps": steps,
+            "batch": {"name": step, "total": total},
+        },
+        "stats": {
+            "total": total,
+            "processed": len(processed),
+            "failed": len(failed),
+            "template_failures": len(template_errors),
+            "retried": retried,
+            "success_rate": (len(processed) / total * 100.0) if total else 100.0,
+        },
+    }
 
 
 def _item_result(done: Attempts) -> Any:
@@ -176,10 +347,81 @@ def _unwrap(stored: Any) -> tuple[Any, int]:
     return stored, 1
 
 
-def _policy(spec: Any) -> RetryPolicy:
+def _policy(spec: Any, step: str) -> RetryPolicy:
     if spec is None:
         return RetryPolicy.none()
-    return (spec if isinstance(spec, RetrySpec) else RetrySpec.model_validate(spec)).policy()
+    if isinstance(spec, RetrySpec):
+        return spec.policy()
+    problem = retry_problem(spec)
+    if problem:
+        raise TaskError(f"step `{step}`: {problem}", "batch")
+    return RetrySpec.model_validate(spec).policy()
+
+
+def retry_problem(spec: Any) -> str:
+    """What is wrong with a batch ``retry`` value, with the right shape (empty: fine)."""
+    example = "e.g. retry: {max_attempts: 3, delay: 0.5, backoff: 2}"
+    if not isinstance(spec, Mapping):
+        return (
+            f"`retry` is {spec!r}; a batch's retry is a mapping ({example}); "
+            "max_attempts counts every attempt, the first included"
+        )
+    try:
+        RetrySpec.model_validate(spec)
+    except ValidationError as exc:
+        reasons = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "retry"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key.{did_you_mean(where, RetrySpec.model_fields)}"
+            reasons.append(f"`retry.{where}` is {error.get('input')!r}: {message}")
+        return "; ".join(reasons) + f" ({example})"
+    return ""
+
+
+def _aliased(config: TaskConfig, key: str, alias: str, default: int) -> int:
+    """An input also accepted under yaml-workflow's name (both at once is an error)."""
+    if key in config.inputs and alias in config.inputs:
+        raise TaskError(
+            f"step `{config.name}`: `{key}` and `{alias}` are the same input (`{alias}` is "
+            f"yaml-workflow's name); give one",
+            "batch",
+        )
+    return _positive(config, alias if alias in config.inputs else key, default)
+
+
+def _key_function(config: TaskConfig, field_name: Any) -> Callable[[tuple[int, Any]], Any]:
+    """Items keyed by their position, or by the field ``key`` names (every item must
+    have it: a missing one is an error naming the item and the field)."""
+    if not field_name:
+        return lambda pair: pair[0]
+    name = str(field_name)
+
+    def keyed(pair: tuple[int, Any]) -> Any:
+        index, item = pair
+        if isinstance(item, Mapping) and name in item:
+            value = item[name]
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return value
+            raise TaskError(
+                f"step `{config.name}`: item {index} has `{name}` = {value!r}; a key must be "
+                "text or an integer",
+                "batch",
+            )
+        fields = sorted(item) if isinstance(item, Mapping) else None
+        raise TaskError(
+            f"step `{config.name}`: item {index} has no field `{name}` (key: {name}); "
+            + (
+                f"its fields: {', '.join(map(str, fields))}.{did_you_mean(name, map(str, fields))}"
+                if fields is not None
+                else f"it is a {type(item).__name__}, not a mapping"
+            )
+            + " Give every item that field, or drop `key` to key items by position.",
+            "batch",
+        )
+
+    return keyed
 
 
 def _positive(config: TaskConfig, key: str, default: int) -> int:
@@ -211,6 +453,7 @@ class ChunkRunner:
     policy: RetryPolicy
     mode: str
     inner: int
+    arg_name: str | None = None
     _local: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -249,6 +492,8 @@ class ChunkRunner:
             return ItemFailed(exc, 0)
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        if self.arg_name and "item" in inputs_context.get("batch", {}):
+            inputs[self.arg_name] = inputs_context["batch"]["item"]
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -330,7 +575,7 @@ class ChunkRunner:
 _POOL_LOCK = threading.Lock()
 
 
-@register_task("batch")
+@register_task("batch", inputs=BATCH_INPUTS)
 def batch_task(config: TaskConfig) -> dict[str, Any]:
     """Run ``inputs.task`` for every item of ``inputs.items`` (see the module docstring).
 
@@ -347,9 +592,16 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             '(e.g. items: "{{ steps.list.result }}")',
             "batch",
         )
-    chunk_size = _positive(config, "chunk_size", 20)
-    concurrency = _positive(
-        config, "max_concurrency", int(config.settings.get("max_concurrency", 4))
+    unknown = sorted(set(config.inputs) - BATCH_INPUTS)
+    if unknown:
+        raise TaskError(
+            f"step `{config.name}`: the batch task has no input `{unknown[0]}`."
+            f"{did_you_mean(unknown[0], BATCH_INPUTS)} Its inputs: {', '.join(sorted(BATCH_INPUTS))}.",
+            "batch",
+        )
+    chunk_size = _aliased(config, "chunk_size", "batch_size", 20)
+    concurrency = _aliased(
+        config, "max_concurrency", "max_workers", int(config.settings.get("max_concurrency", 4))
     )
     mode = str(config.inputs.get("mode", "item"))
     if mode not in ("item", "chunk"):
@@ -364,12 +616,21 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise TaskError(f"step `{config.name}`: a batch task cannot nest another batch", "batch")
     handler = get_task(nested_type)
     nested_inputs = nested.get("inputs") or {}
-    policy = _policy(config.inputs.get("retry"))
+    policy = _policy(config.inputs.get("retry"), config.name)
+    arg_name = config.inputs.get("arg_name")
+    if arg_name is not None and (not isinstance(arg_name, str) or not arg_name.isidentifier()):
+        raise TaskError(
+            f"step `{config.name}`: `arg_name` is {arg_name!r}; expected a name such as item",
+            "batch",
+        )
     context = BatchContext(
-        config.context, name=config.name, total=len(items), chunk_size=chunk_size
+        config.context,
+        name=config.name,
+        total=len(items),
+        chunk_size=chunk_size,
+        arg_name=arg_name,
     )
-    key_field = config.inputs.get("key")
-    keyed: Any = (lambda pair: pair[0]) if not key_field else (lambda pair: pair[1][key_field])
+    keyed = _key_function(config, config.inputs.get("key"))
     is_async = inspect.iscoroutinefunction(handler)
     # `max_concurrency` items in flight: as many chunks at once as that allows (items of
     # a chunk then run one after another, with no pool overhead), and a pool inside each
@@ -394,6 +655,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         policy=policy,
         mode=mode,
         inner=inner,
+        arg_name=arg_name,
     )
     stop = run_chunk.stop_event()
     backend = config.settings.get("backend")
@@ -402,7 +664,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     run_id = config.settings.get("run_id")
     results: list[Any] = [None] * len(items)
     failed: dict[str, dict[str, Any]] = {}
-    stats = {
+    stats: dict[str, Any] = {
         "total": len(items),
         "processed": 0,
         "failed": 0,
@@ -441,6 +703,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                         "error_type": failure.error_type,
                         "attempts": failure.attempts,
                         "time": time.time(),
+                        "position": position,
                     }
                     stats["failed"] += 1
                     stats["retried"] += max(0, failure.attempts - 1)
@@ -462,4 +725,9 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]
-    return {"results": results, "stats": stats, "failed": failed}
+    failed_positions = {int(v["position"]) for v in failed.values() if "position" in v}
+    processed = [item for index, item in enumerate(items) if index not in failed_positions]
+    stats["success_rate"] = (stats["processed"] / stats["total"] * 100.0) if stats["total"] else 100.0
+    for info in failed.values():
+        info.pop("position", None)
+    return {"results": results, "processed": processed, "stats": stats, "failed": failed}

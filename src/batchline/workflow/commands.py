@@ -15,34 +15,45 @@ import click
 
 from batchline.errors import BatchlineError, StateError
 from batchline.state.sqlite import SQLiteStateStore
-from batchline.workflow.checks import static_problems
+from batchline.workflow.checks import static_problems, static_warnings
 from batchline.workflow.errors import WorkflowError
+from batchline.workflow.params import convert_param
 from batchline.workflow.runner import (
     EXIT_INVALID,
     STATE_FILE,
     WorkflowResult,
     WorkflowRunner,
-    convert_param,
     find_resumable,
     load_workflow,
     param_changes,
+    parse_located,
     run_info,
 )
-from batchline.workflow.schema import WorkflowSpec, parse_workflow
-from batchline.workflow.tasks import known_tasks
+from batchline.workflow.schema import WorkflowSpec
 from batchline.workflow.yamlfile import load_file
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``name=value`` pairs (yaml-workflow's ``--name=value`` too)."""
     params: dict[str, str] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
+        text = pair[2:] if pair.startswith("--") else pair
+        name, sep, value = text.partition("=")
+        if pair.startswith("-") and not sep:
+            raise WorkflowError(
+                [f"unknown option {pair!r}; see `batchline run --help` (params are name=value)"]
+            )
         if not sep or not name:
             raise WorkflowError(
                 [f"argument {pair!r} is not name=value; pass params as name=value, e.g. chunk=20"]
             )
         params[name.strip()] = value
     return params
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """``--skip-steps a,b --skip-steps c`` as ``[a, b, c]``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def _fail_invalid(error: WorkflowError) -> None:
@@ -118,9 +129,9 @@ def _common(func: Any) -> Any:
 def register(main: click.Group) -> None:
     """Add the workflow commands to the ``batchline`` group."""
 
-    @main.command("run")
+    @main.command("run", context_settings={"ignore_unknown_options": True})
     @click.argument("workflow", type=click.Path(dir_okay=False))
-    @click.argument("params", nargs=-1)
+    @click.argument("params", nargs=-1, type=click.UNPROCESSED)
     @click.option(
         "--resume",
         "resume",
@@ -128,19 +139,31 @@ def register(main: click.Group) -> None:
         help="Resume the latest unfinished run of this workflow.",
     )
     @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @click.option("--flow", default=None, help="Run this flow of the workflow's `flows`.")
+    @click.option("--start-from", default=None, help="Begin at this step.")
+    @click.option(
+        "--skip-steps", multiple=True, help="Steps not to run (comma-separated, repeatable)."
+    )
+    @click.option(
+        "--dry-run", "-n", is_flag=True, help="Show what would run, with rendered inputs; run nothing."
+    )
     @_common
     def run_command(
         workflow: str,
         params: tuple[str, ...],
         resume: bool,
         force: bool,
+        flow: str | None,
+        start_from: str | None,
+        skip_steps: tuple[str, ...],
+        dry_run: bool,
         workspace: str | None,
         quiet: bool,
         output: str,
         backend: str | None,
         ray_address: str | None,
     ) -> None:
-        """Run WORKFLOW (a YAML file) with params given as name=value."""
+        """Run WORKFLOW (a YAML file) with params given as name=value (or --name=value)."""
         try:
             spec = load_workflow(workflow)
             given = _parse_params(params)
@@ -167,10 +190,16 @@ def register(main: click.Group) -> None:
                 out=None if quiet or output == "json" else sys.stderr,
                 backend=backend,
                 ray_address=ray_address,
+                flow=flow,
+                start_from=start_from,
+                skip_steps=_split(skip_steps),
+                dry_run=dry_run,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
             return
+        if dry_run:
+            runner.out = sys.stdout
         _execute(runner, output, quiet)
 
     @main.command("resume")
@@ -210,6 +239,7 @@ def register(main: click.Group) -> None:
                 out=None if quiet or output == "json" else sys.stderr,
                 backend=backend,
                 ray_address=ray_address,
+                flow=meta.get("flow"),
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -222,13 +252,15 @@ def register(main: click.Group) -> None:
         """Check WORKFLOW without running it: schema, task types, and references."""
         try:
             located = load_file(workflow)
-            spec = parse_workflow(located, known_tasks)
+            spec = parse_located(located)
         except WorkflowError as exc:
             _fail_invalid(exc)
             return
         problems = static_problems(spec, located)
         if problems:
             _fail_invalid(WorkflowError(problems, workflow))
+        for warning in static_warnings(spec, located):
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"{workflow}: ok ({len(spec.steps)} steps, {len(spec.params)} params)")
 
     @main.command("export")
@@ -267,8 +299,11 @@ def register(main: click.Group) -> None:
         rows = []
         for record in store.iter_items(sub_run):
             value = record.result
+            attempts = record.attempts
             if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
-                value = value[0]
+                # The batch task keeps [result, attempts]: its item retries happen inside
+                # one engine attempt, so the engine's count alone would say 1.
+                value, attempts = value[0], max(attempts, value[1])
             rows.append(
                 {
                     "key": record.key,
@@ -276,7 +311,7 @@ def register(main: click.Group) -> None:
                     "status": record.status,
                     "result": value,
                     "error": record.message,
-                    "attempts": record.attempts,
+                    "attempts": attempts,
                 }
             )
         handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115

@@ -13,7 +13,16 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import (
+    BaseLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateAssertionError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+)
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
@@ -48,10 +57,41 @@ class _TrackingUndefined(StrictUndefined):
         _LAST.value = (self._undefined_name, self._undefined_obj)
 
 
+class _IncludeLoader(BaseLoader):
+    """Finds ``{% include %}`` / ``{% import %}`` targets in the folders set by
+    :func:`set_search_path` (the workflow file's folder, then the base folder)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        if not self.paths:
+            raise TemplateNotFound(template)
+        try:
+            return FileSystemLoader(self.paths).get_source(environment, template)
+        except TemplateNotFound:
+            raise TemplateNotFound(
+                f"{template} (looked in {', '.join(self.paths)}; include paths are relative "
+                "to the workflow file)"
+            ) from None
+
+
+_LOADER = _IncludeLoader()
+
+
+def set_search_path(*folders: Any) -> None:
+    """Where ``{% include "x" %}`` looks for ``x``: the workflow file's folder first."""
+    _LOADER.paths = list(dict.fromkeys(str(folder) for folder in folders if folder))
+
+
 def make_environment() -> SandboxedEnvironment:
     """The sandboxed environment every workflow template renders in."""
     env = SandboxedEnvironment(
-        undefined=_TrackingUndefined, keep_trailing_newline=True, autoescape=False
+        undefined=_TrackingUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        loader=_LOADER,
+        cache_size=0,  # included files are re-read: the search path can change per run
     )
     env.filters["tojson"] = _tojson
     return env
@@ -91,14 +131,23 @@ def render(
 
 
 def render_string(
-    text: str, namespaces: Mapping[str, Any], *, step: str = "", input_key: str = ""
+    text: str,
+    namespaces: Mapping[str, Any],
+    *,
+    step: str = "",
+    input_key: str = "",
+    source_name: str = "",
 ) -> Any:
-    """Render one string; a lone ``{{ expr }}`` keeps its native type."""
+    """Render one string; a lone ``{{ expr }}`` keeps its native type.
+
+    ``source_name`` (a template file's path) makes errors point at ``file:line`` and
+    quote that line, not the whole text.
+    """
     if not is_template(text):
         return text
     _LAST.value = None
     try:
-        single = _SINGLE.match(text)
+        single = _SINGLE.match(text) if not source_name else None
         if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
             compiled = _CACHE.get("expr:" + text)
             if compiled is None:
@@ -114,31 +163,89 @@ def render_string(
             template = _CACHE[text] = ENV.from_string(text)
         return template.render(**namespaces)
     except UndefinedError as exc:
+        shown = _shown(text, source_name, _template_line(exc))
         last = getattr(_LAST, "value", None)
         if last is not None:
-            raise _explain(last[0], last[1], text, namespaces, step, input_key) from None
+            raise _explain(last[0], last[1], shown, namespaces, step, input_key, text) from None
         raise TemplateError(
-            f"{_where(step, input_key)}`{text.strip()}`: {exc}",
+            f"{_where(step, input_key)}{shown}: {exc}",
+            step=step,
+            input_key=input_key,
+            expression=text,
+        ) from None
+    except TemplateAssertionError as exc:
+        raise TemplateError(
+            f"{_where(step, input_key)}{_shown(text, source_name, exc.lineno)}: "
+            f"{_assertion(exc)}",
             step=step,
             input_key=input_key,
             expression=text,
         ) from None
     except TemplateSyntaxError as exc:
         raise TemplateError(
-            f"{_where(step, input_key)}template syntax error in `{text.strip()}`: {exc.message}",
+            f"{_where(step, input_key)}template syntax error in "
+            f"{_shown(text, source_name, exc.lineno)}: {exc.message}",
             step=step,
             input_key=input_key,
             expression=text,
         ) from None
     except TemplateError:
         raise
-    except Exception as exc:  # an error inside the expression itself (1/0, a bad filter)
+    except TemplateNotFound as exc:
         raise TemplateError(
-            f"{_where(step, input_key)}`{text.strip()}` failed: {type(exc).__name__}: {exc}",
+            f"{_where(step, input_key)}{_shown(text, source_name, _template_line(exc))}: "
+            f"included template not found: {exc.message}",
             step=step,
             input_key=input_key,
             expression=text,
         ) from None
+    except Exception as exc:  # an error inside the expression itself (1/0, a bad filter)
+        raise TemplateError(
+            f"{_where(step, input_key)}{_shown(text, source_name, _template_line(exc))} "
+            f"failed: {type(exc).__name__}: {exc}",
+            step=step,
+            input_key=input_key,
+            expression=text,
+        ) from None
+
+
+def render_file(
+    source: str, namespaces: Mapping[str, Any], *, step: str = "", source_name: str
+) -> Any:
+    """Render a template file's text; errors name ``source_name:line``."""
+    return render_string(source, namespaces, step=step, source_name=source_name)
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised at (Jinja maps its frames to it)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _shown(text: str, source_name: str, line: int | None) -> str:
+    """How an error quotes its template: ``file:line `that line```, or the expression."""
+    lines = text.splitlines()
+    if source_name:
+        quoted = lines[line - 1].strip() if line and 0 < line <= len(lines) else ""
+        return f"{source_name}:{line or '?'}" + (f" `{quoted}`" if quoted else "")
+    if line and len(lines) > 1 and 0 < line <= len(lines):
+        return f"line {line} `{lines[line - 1].strip()}`"
+    return f"`{text.strip()}`"
+
+
+def _assertion(exc: TemplateAssertionError) -> str:
+    """An unknown filter or test, said so, with the closest known name."""
+    found = re.search(r"No (filter|test) named '([^']+)'", exc.message or "")
+    if found is None:
+        return exc.message or str(exc)
+    kind, name = found.groups()
+    known = sorted(ENV.filters if kind == "filter" else ENV.tests)
+    return f"unknown {kind} `{name}`.{did_you_mean(name, known)} Known {kind}s: {', '.join(known)}."
 
 
 def _where(step: str, input_key: str) -> str:
@@ -157,9 +264,19 @@ def _explain(
     namespaces: Mapping[str, Any],
     step: str,
     input_key: str,
+    source: str = "",
 ) -> TemplateError:
     name = absent or "?"
-    if owner is None or owner is missing or isinstance(owner, StrictUndefined):
+    skipped = _skipped_steps(source or text, namespaces)
+    if skipped and (owner is None or owner is missing or isinstance(owner, StrictUndefined)):
+        which = skipped[0]
+        detail = (
+            f"step `{which}` was skipped (its when/condition was false), so its result is "
+            f"None and has no `{name}`. Guard the use, e.g. "
+            f"{{% if steps.{which}.status != 'skipped' %}}...{{% endif %}}, or add "
+            "| default(...)."
+        )
+    elif owner is None or owner is missing or isinstance(owner, StrictUndefined):
         available = sorted(namespaces)
         detail = (
             f"`{name}` is undefined. Namespaces here: {', '.join(available)}."
@@ -182,11 +299,28 @@ def _explain(
                 f"(namespace `{namespace}`)."
             )
     return TemplateError(
-        f"{_where(step, input_key)}`{text.strip()}`: {detail}",
+        f"{_where(step, input_key)}{text}: {detail}",
         step=step,
         input_key=input_key,
-        expression=text,
+        expression=source or text,
     )
+
+
+_STEP_REF = re.compile(r"steps\s*(?:\.\s*(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+
+
+def _skipped_steps(text: str, namespaces: Mapping[str, Any]) -> list[str]:
+    """Steps the template names that were skipped (their result is None)."""
+    steps = namespaces.get("steps")
+    if not isinstance(steps, Mapping):
+        return []
+    found = []
+    for match in _STEP_REF.finditer(text):
+        name = match.group(1) or match.group(2)
+        record = steps.get(name)
+        if isinstance(record, Mapping) and record.get("status") == "skipped":
+            found.append(name)
+    return found
 
 
 def _path_of(target: Any, namespaces: Mapping[str, Any]) -> str:
