@@ -134,13 +134,18 @@ def print_vars(config: TaskConfig) -> dict[str, Any]:
         f"args: {dict(context.get('args') or {})}",
         f"workflow_name: {context.get('workflow_name')}",
         f"workspace: {context.get('workspace')}",
+        f"output: {context.get('output')}",
         f"run_number: {context.get('run_number')}",
         f"timestamp: {context.get('timestamp')}",
         "\nStep Results:",
         "=============",
     ]
     steps = context.get("steps") or {}
-    plain = {name: {"result": dict(r).get("result")} for name, r in steps.items()}
+    plain = {
+        name: {"result": dict(record).get("result")}
+        for name, record in steps.items()
+        if dict(record).get("status", "completed") == "completed"
+    }
     lines.append(pprint.pformat(plain, indent=2) if plain else "  (No step results yet)")
     lines.append("--------------------\n")
     print("\n".join(lines), flush=True)

@@ -160,6 +160,7 @@ class WorkflowRunner:
         self._backend: Any = None
         self.store: SQLiteStateStore | None = None
         self._lease: Lease | None = None
+        self._causes: dict[str, str] = {}
         self.flow = flow
         self.skip_steps = list(skip_steps or [])
         self.dry_run = dry_run
@@ -280,7 +281,10 @@ class WorkflowRunner:
             if record.status != "failed":
                 continue
             namespaces["error"] = error_info(
-                step.name, record.error or "", record.error_type or "Error", record.attempts
+                step.name,
+                self._causes.get(step.name, record.error or ""),
+                record.error_type or "Error",
+                record.attempts,
             )
             on_error = step.on_error
             if on_error.next:
@@ -432,6 +436,7 @@ class WorkflowRunner:
         """A failed step's record; ``on_error.message`` (a template seeing ``error``)
         replaces the error text when given."""
         text = str(error)
+        self._causes[step.name] = text  # `error.message` is the error, not on_error.message
         if step.on_error.message:
             context = {**namespaces, "error": error_info(step.name, error, error_type, attempts)}
             try:

@@ -41,6 +41,11 @@ class ItemSpec(_Strict):
     type: ParamType = "string"
     description: str = ""
 
+    @property
+    def kind(self) -> str:
+        """The canonical type name."""
+        return TYPE_ALIASES.get(self.type, self.type)
+
 
 class ParamSpec(_Strict):
     """A declared parameter: ``name=value`` on the command line, ``args.name`` in templates.

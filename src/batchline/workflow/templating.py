@@ -89,6 +89,10 @@ def make_environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         undefined=_TrackingUndefined,
         keep_trailing_newline=True,
+        # A line holding only a block tag ({% if %}, {% for %}) leaves no blank line
+        # behind, as in yaml-workflow: the text comes out as it reads.
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
         loader=_LOADER,
         cache_size=0,  # included files are re-read: the search path can change per run
