@@ -74,9 +74,7 @@ def test_conditions_file_tasks_and_print_message(tmp_path: Path) -> None:
     folder = case(tmp_path, "validation")
     done = run(folder)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(
-        "Greeted World: see out/greeting.json and out/greetings.yaml\n\n"
-    )
+    assert done.stdout.startswith("Greeted World: see out/greeting.json and out/greetings.yaml\n\n")
     out = folder / "out"
     assert json.loads((out / "greeting.json").read_text()) == {
         "name": "World",

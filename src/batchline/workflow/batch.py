@@ -596,7 +596,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     if unknown:
         raise TaskError(
             f"step `{config.name}`: the batch task has no input `{unknown[0]}`."
-            f"{did_you_mean(unknown[0], BATCH_INPUTS)} Its inputs: {', '.join(sorted(BATCH_INPUTS))}.",
+            f"{did_you_mean(unknown[0], BATCH_INPUTS)} Its inputs: "
+            f"{', '.join(sorted(BATCH_INPUTS))}.",
             "batch",
         )
     chunk_size = _aliased(config, "chunk_size", "batch_size", 20)
@@ -727,7 +728,9 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         results = [r for r in results if r is not None]
     failed_positions = {int(v["position"]) for v in failed.values() if "position" in v}
     processed = [item for index, item in enumerate(items) if index not in failed_positions]
-    stats["success_rate"] = (stats["processed"] / stats["total"] * 100.0) if stats["total"] else 100.0
+    stats["success_rate"] = (
+        (stats["processed"] / stats["total"] * 100.0) if stats["total"] else 100.0
+    )
     for info in failed.values():
         info.pop("position", None)
     return {"results": results, "processed": processed, "stats": stats, "failed": failed}

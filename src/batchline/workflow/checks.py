@@ -56,7 +56,9 @@ def template_problems(spec: WorkflowSpec, located: Located) -> list[str]:
             offset = 1 if "\n" in text and base else 0
             line = base + offset + (exc.lineno or 1) - 1
             lines = text.splitlines()
-            quoted = lines[exc.lineno - 1].strip() if exc.lineno and exc.lineno <= len(lines) else text
+            quoted = (
+                lines[exc.lineno - 1].strip() if exc.lineno and exc.lineno <= len(lines) else text
+            )
             where = f"step `{step}`, " if step else ""
             key = ".".join(str(p) for p in path[2:]) if step else ".".join(map(str, path))
             if isinstance(exc, TemplateAssertionError):

@@ -145,7 +145,10 @@ def register(main: click.Group) -> None:
         "--skip-steps", multiple=True, help="Steps not to run (comma-separated, repeatable)."
     )
     @click.option(
-        "--dry-run", "-n", is_flag=True, help="Show what would run, with rendered inputs; run nothing."
+        "--dry-run",
+        "-n",
+        is_flag=True,
+        help="Show what would run, with rendered inputs; run nothing.",
     )
     @_common
     def run_command(

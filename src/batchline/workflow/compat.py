@@ -38,7 +38,9 @@ def python_code(config: TaskConfig) -> Any:
     inputs = dict(config.inputs)
     code = config.require("code")
     if not isinstance(code, str) or not code.strip():
-        raise TaskError(f"step `{config.name}`: input `code` must be Python source text", "python_code")
+        raise TaskError(
+            f"step `{config.name}`: input `code` must be Python source text", "python_code"
+        )
     scope = code_scope(config, inputs)
     name = str(inputs.get("result_variable") or "result")
     exec(compile(code, f"<step {config.name}>", "exec"), scope)  # noqa: S102 - the author's code

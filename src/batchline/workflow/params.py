@@ -67,7 +67,9 @@ def convert_param(name: str, spec: ParamSpec, raw: Any) -> Any:
         if kind == "list" and spec.items is not None:
             item_kind = spec.items.kind
             value = [
-                _convert(item_kind, v.strip()) if isinstance(v, str) and item_kind != "string" else v
+                _convert(item_kind, v.strip())
+                if isinstance(v, str) and item_kind != "string"
+                else v
                 for v in value
             ]
     except (ValueError, json.JSONDecodeError):

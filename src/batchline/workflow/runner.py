@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from datetime import datetime
 import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,7 +22,7 @@ from batchline.state.base import BatchCommit, Lease, RunInfo
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow import compat as _compat  # noqa: F401 - registers yaml-workflow's tasks
-from batchline.workflow.errors import TemplateError, WorkflowError
+from batchline.workflow.errors import TemplateError
 from batchline.workflow.flows import decide, error_info, jump_plan, plan
 from batchline.workflow.params import convert_param, resolve_params
 from batchline.workflow.results import to_json
@@ -328,11 +328,15 @@ class WorkflowRunner:
                 decision = None
             if decision is not None and not decision.run:
                 print(f"{label}: would skip ({decision.reason})", file=out)
-                namespaces["steps"][step.name] = Namespace(result=None, status="skipped", error=None)
+                namespaces["steps"][step.name] = Namespace(
+                    result=None, status="skipped", error=None
+                )
                 result.steps[step.name] = StepRecord("skipped")
                 continue
             print(f"{label}: would run", file=out)
-            raw = {k: v for k, v in step.inputs.items() if not (step.task == "batch" and k == "task")}
+            raw = {
+                k: v for k, v in step.inputs.items() if not (step.task == "batch" and k == "task")
+            }
             for key, value in raw.items():
                 try:
                     shown = repr(render(value, namespaces, step=step.name, input_key=key))
@@ -404,7 +408,9 @@ class WorkflowRunner:
         attempt = done.attempts
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
-            return self._failed(step, namespaces, done.error, type(done.error).__name__, attempt, started)
+            return self._failed(
+                step, namespaces, done.error, type(done.error).__name__, attempt, started
+            )
         value = done.value
         duration = time.perf_counter() - started
         if step.task == "batch" and value["stats"]["failed"]:
@@ -440,7 +446,11 @@ class WorkflowRunner:
         if step.on_error.message:
             context = {**namespaces, "error": error_info(step.name, error, error_type, attempts)}
             try:
-                text = str(render(step.on_error.message, context, step=step.name, input_key="on_error.message"))
+                text = str(
+                    render(
+                        step.on_error.message, context, step=step.name, input_key="on_error.message"
+                    )
+                )
             except TemplateError as exc:
                 text = f"{error} (on_error.message did not render: {exc})"
             self._say(f"{step.name}: {text}")

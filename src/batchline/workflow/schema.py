@@ -17,8 +17,18 @@ from batchline.workflow.errors import WorkflowError
 from batchline.workflow.yamlfile import Located
 
 ParamType = Literal[
-    "string", "integer", "number", "boolean", "list", "object", "array", "dict", "str", "int",
-    "float", "bool",
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "list",
+    "object",
+    "array",
+    "dict",
+    "str",
+    "int",
+    "float",
+    "bool",
 ]
 # yaml-workflow's spellings of the same types.
 TYPE_ALIASES = {
@@ -363,7 +373,9 @@ SYNONYMS: dict[str, dict[str, str]] = {
 }
 
 
-def closest(name: str, options: Iterable[str], synonyms: Mapping[str, str] | None = None) -> str | None:
+def closest(
+    name: str, options: Iterable[str], synonyms: Mapping[str, str] | None = None
+) -> str | None:
     """The closest valid name, if any is close: a known synonym first, then spelling.
 
     Spelling counts only when the names are really alike (a misspelt ``conditon`` is
@@ -404,7 +416,7 @@ SHAPES: dict[str, str] = {
     "on_error": "on_error: {action: continue} or on_error: continue",
     "action": "action: fail | continue | retry | next | skip",
     "when": 'when: "{{ args.publish }}" or when: "args.publish"',
-    "condition": "condition: \"{{ args.publish }}\" (the step runs when this renders True)",
+    "condition": 'condition: "{{ args.publish }}" (the step runs when this renders True)',
     "inputs": "inputs: {command: echo hi}",
     "params": "params: {chunk: {type: integer, default: 20}}",
     "type": "type: string | integer | number | boolean | list | object",
@@ -464,9 +476,10 @@ def _normalise(data: dict[str, Any], located: Located, problems: list[str]) -> d
         data["steps"] = steps = listed
     if isinstance(steps, list):
         fixed = []
-        for index, step in enumerate(steps):
-            if isinstance(step, dict) and "command" in step and step.get("task") == "shell":
-                step = dict(step)
+        for index, raw in enumerate(steps):
+            step = raw
+            if isinstance(raw, dict) and "command" in raw and raw.get("task") == "shell":
+                step = dict(raw)
                 inputs = dict(step.get("inputs") or {})
                 if "command" in inputs:
                     problems.append(
@@ -667,8 +680,9 @@ def _flow_problems(spec: WorkflowSpec, located: Located) -> list[str]:
                     )
     if flows.default and flows.default != "all" and flows.default not in seen:
         problems.append(
-            f"{located.where(('flows', 'default'))}: the default flow `{flows.default}` is not "
-            f"defined.{did_you_mean(flows.default, seen)} Flows: {', '.join(sorted(seen)) or 'none'}"
+            f"{located.where(('flows', 'default'))}: the default flow `{flows.default}` is "
+            f"not defined.{did_you_mean(flows.default, seen)} "
+            f"Flows: {', '.join(sorted(seen)) or 'none'}"
         )
     return problems
 

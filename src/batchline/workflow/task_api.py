@@ -59,7 +59,7 @@ class TaskConfig:
         workspace: str | os.PathLike[str] | None = None,
         *,
         name: str | None = None,
-        type: str | None = None,  # noqa: A002 - the documented attribute name
+        type: str | None = None,
         inputs: Mapping[str, Any] | None = None,
         base_dir: str | os.PathLike[str] | None = None,
         raw_inputs: Mapping[str, Any] | None = None,
@@ -71,7 +71,9 @@ class TaskConfig:
         self.name: str = str(name if name is not None else step.get("name", ""))
         self.type: str = str(type if type is not None else step.get("task", ""))
         self.inputs: dict[str, Any] = dict(
-            inputs if inputs is not None else (step_inputs if isinstance(step_inputs, Mapping) else {})
+            inputs
+            if inputs is not None
+            else (step_inputs if isinstance(step_inputs, Mapping) else {})
         )
         self.context: Mapping[str, Any] = context if context is not None else {}
         self.workspace = Path(workspace) if workspace is not None else Path.cwd()
@@ -162,7 +164,7 @@ def _is_config(func: Callable[..., Any], param: inspect.Parameter) -> bool:
         return annotation.rsplit(".", 1)[-1] == "TaskConfig"
     try:
         return typing.get_type_hints(func).get(param.name) is TaskConfig
-    except Exception:  # unresolvable annotations: not a TaskConfig  # noqa: BLE001
+    except Exception:  # unresolvable annotations: not a TaskConfig
         return False
 
 

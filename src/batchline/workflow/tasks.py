@@ -30,7 +30,7 @@ from batchline.workflow.task_api import (
     create_task_handler,
     register_task,
 )
-from batchline.workflow.templating import render, render_file
+from batchline.workflow.templating import render_file
 
 _ENTRY_POINTS_LOADED = False
 FORMATS = ("text", "lines", "json", "jsonl", "yaml", "csv")
@@ -78,7 +78,7 @@ def import_task_modules(located: Any) -> None:
         try:
             with _on_path(folder):
                 importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported, with its line
+        except Exception as exc:
             problems.append(
                 f"{located.where(('settings', 'task_modules', index))}: task module `{name}` "
                 f"does not import: {type(exc).__name__}: {exc}. It is looked up next to the "
@@ -209,7 +209,8 @@ def load_function(config: TaskConfig, target: str) -> Callable[..., Any]:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise TaskError(
-            f"step `{config.name}`: cannot load {target}: cannot import `{module_name}`: {exc}. Put "
+            f"step `{config.name}`: cannot load {target}: cannot import `{module_name}`: "
+            f"{exc}. Put "
             f"{module_name.split('.')[0]}.py (or its package) next to the workflow file"
             + (f" ({folder})" if folder else "")
             + ", or set PYTHONPATH to the folder that holds it (e.g. PYTHONPATH=/path/to/dir).",
@@ -307,15 +308,17 @@ def read_text(path: Path, fmt: str, step: str) -> Any:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise _parse_error(step, path, "JSON Lines", number, exc.colno, exc.msg) from None
+                    raise _parse_error(
+                        step, path, "JSON Lines", number, exc.colno, exc.msg
+                    ) from None
         return rows
     if fmt == "yaml":
         try:
             return yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
-            line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-            raise _parse_error(step, path, "YAML", line, column, str(exc.problem)) from None
+            row, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+            raise _parse_error(step, path, "YAML", row, column, str(exc.problem)) from None
     return list(csv.DictReader(io.StringIO(text)))
 
 

@@ -179,8 +179,7 @@ def render_string(
         ) from None
     except TemplateAssertionError as exc:
         raise TemplateError(
-            f"{_where(step, input_key)}{_shown(text, source_name, exc.lineno)}: "
-            f"{_assertion(exc)}",
+            f"{_where(step, input_key)}{_shown(text, source_name, exc.lineno)}: {_assertion(exc)}",
             step=step,
             input_key=input_key,
             expression=text,
