@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
@@ -32,7 +30,7 @@ from batchline.errors import BatchRunError, StateError
 from batchline.state.base import StateStore
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow.errors import TaskError, TemplateError
-from batchline.workflow.schema import RetrySpec, did_you_mean
+from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
 from batchline.workflow.templating import NAMESPACES, Namespace, render
 
@@ -352,32 +350,11 @@ def _policy(spec: Any, step: str) -> RetryPolicy:
         return RetryPolicy.none()
     if isinstance(spec, RetrySpec):
         return spec.policy()
-    problem = retry_problem(spec)
+    problem = batch_retry_problem(spec)
     if problem:
         raise TaskError(f"step `{step}`: {problem}", "batch")
     return RetrySpec.model_validate(spec).policy()
 
-
-def retry_problem(spec: Any) -> str:
-    """What is wrong with a batch ``retry`` value, with the right shape (empty: fine)."""
-    example = "e.g. retry: {max_attempts: 3, delay: 0.5, backoff: 2}"
-    if not isinstance(spec, Mapping):
-        return (
-            f"`retry` is {spec!r}; a batch's retry is a mapping ({example}); "
-            "max_attempts counts every attempt, the first included"
-        )
-    try:
-        RetrySpec.model_validate(spec)
-    except ValidationError as exc:
-        reasons = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "retry"
-            message = str(error["msg"]).removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = f"unknown key.{did_you_mean(where, RetrySpec.model_fields)}"
-            reasons.append(f"`retry.{where}` is {error.get('input')!r}: {message}")
-        return "; ".join(reasons) + f" ({example})"
-    return ""
 
 
 def _aliased(config: TaskConfig, key: str, alias: str, default: int) -> int:

@@ -728,6 +728,11 @@ def _task_problems(
             problems.append(
                 f"{located.where((*path, 'inputs'))}: {label}a batch step needs `inputs.items`"
             )
+        retry = inputs.get("retry")
+        if retry is not None and not (isinstance(retry, str) and "{" in retry):
+            problem = batch_retry_problem(retry)
+            if problem:
+                problems.append(f"{located.where((*path, 'inputs', 'retry'))}: {label}{problem}")
     if task in tasks:
         from batchline.workflow.tasks import accepted_inputs  # noqa: PLC0415 - tasks imports us
 
@@ -740,6 +745,28 @@ def _task_problems(
                     f"{', '.join(sorted(accepted))}."
                 )
     return problems
+
+
+def batch_retry_problem(spec: Any) -> str:
+    """What is wrong with a batch ``retry`` value, with the right shape (empty: fine)."""
+    example = "e.g. retry: {max_attempts: 3, delay: 0.5, backoff: 2}"
+    if not isinstance(spec, Mapping):
+        return (
+            f"`retry` is {spec!r}; a batch's retry is a mapping ({example}); "
+            "max_attempts counts every attempt, the first included"
+        )
+    try:
+        RetrySpec.model_validate(spec)
+    except ValidationError as exc:
+        reasons = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "retry"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key.{did_you_mean(where, RetrySpec.model_fields)}"
+            reasons.append(f"`retry.{where}` is {error.get('input')!r}: {message}")
+        return "; ".join(reasons) + f" ({example})"
+    return ""
 
 
 INPUT_SYNONYMS = {

@@ -215,7 +215,11 @@ def plain_function_handler(func: Callable[..., Any], task: str) -> TaskHandler:
         if context_param is not None:
             kwargs[context_param] = config.context
         if positional:
-            ordered = [kwargs.pop(name) for name in named if name in kwargs]
+            ordered = [
+                kwargs.pop(name)
+                for name in named
+                if name in kwargs and params[name].kind is params[name].POSITIONAL_OR_KEYWORD
+            ]
             return func(*ordered, *positional, **kwargs)
         return func(**kwargs)
 
