@@ -278,7 +278,8 @@ def test_message_template_file_error_names_file_and_line(tmp_path: Path) -> None
     message = str(caught.value)
     assert f"{template}:3 `value: {{{{ args.missing }}}}`" in message
     assert "Did you mean" in message or "available there: present" in message
-    assert "line one" not in message and "line four" not in message
+    assert "line one" not in message
+    assert "line four" not in message
 
 
 def test_message_unknown_filter_is_not_a_syntax_error(write: Any) -> None:
@@ -322,7 +323,8 @@ steps:
     )
     assert "step `second`: `on_error.action` is 'explode'" in text
     assert "unknown key `conditon` in step `third`. Did you mean `condition`?" in text
-    assert "step 2" not in text and "step 3" not in text
+    assert "step 2" not in text
+    assert "step 3" not in text
 
 
 def test_message_closest_key_prefers_real_equivalents(write: Any) -> None:
