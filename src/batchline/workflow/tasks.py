@@ -12,8 +12,9 @@ import io
 import json
 import os
 import subprocess
-from collections.abc import Callable, Mapping
-from contextlib import suppress
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -228,20 +229,13 @@ def load_function(config: TaskConfig, target: str) -> Callable[..., Any]:
     return func  # type: ignore[no-any-return]
 
 
-class _on_path:  # noqa: N801 - used as a context manager like a function
-    """Put a folder on ``sys.path`` (at the end: it never shadows installed modules)."""
-
-    def __init__(self, folder: Any) -> None:
-        self.folder = str(folder) if folder else None
-
-    def __enter__(self) -> None:
-        import sys  # noqa: PLC0415
-
-        if self.folder and self.folder not in sys.path:
-            sys.path.append(self.folder)
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+@contextmanager
+def _on_path(folder: Any) -> Iterator[None]:
+    """Put a folder on ``sys.path`` (at the end: it never shadows installed modules; it
+    stays, so modules imported from it can import their neighbours later)."""
+    if folder and str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    yield
 
 
 def code_scope(config: TaskConfig, inputs: Mapping[str, Any]) -> dict[str, Any]:
