@@ -287,13 +287,13 @@ class WorkflowRunner:
                 record.attempts,
             )
             on_error = step.on_error
+            if on_error.action in ("continue", "skip"):
+                continue  # as in yaml-workflow, continue wins over next
             if on_error.next:
                 self._say(f"{step.name}: failed; jumping to `{on_error.next}` (on_error.next)")
                 jumped = jumped or step.name
                 steps = jump_plan(self.spec, on_error.next, self.skip_steps)
                 total, position = len(steps), 0
-                continue
-            if on_error.action in ("continue", "skip"):
                 continue
             result.status = "failed"
             result.exit_code = EXIT_FAILED

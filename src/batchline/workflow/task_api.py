@@ -254,6 +254,8 @@ def register_task(
         return register_task(None)(name)
 
     def decorate(func: Callable[..., Any]) -> TaskHandler:
+        if not callable(func):
+            raise TypeError(f"a task must be a function, not {func!r}")
         task = name or func.__name__
         if _takes_only_config(func):
             _REGISTRY[task] = func

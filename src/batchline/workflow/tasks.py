@@ -47,7 +47,7 @@ def _load_entry_points() -> None:
     for point in entry_points(group="batchline.tasks"):
         if point.name not in _REGISTRY:
             try:
-                _REGISTRY[point.name] = create_task_handler(point.load())
+                register_task(point.name)(point.load())  # a config handler or a plain function
             except Exception as exc:  # a broken plug-in must not break other tasks
                 _REGISTRY[point.name] = _broken(point.name, exc)
 
