@@ -213,3 +213,42 @@ def test_dry_run_runs_nothing(tmp_path: Path) -> None:
     assert "never_runs (shell): would skip (condition rendered" in done.stdout
     assert not (folder / "report.json").exists()
     assert not (folder / ".batchline").exists()
+
+
+def test_accepted_shapes_steps_mapping_short_params_and_on_error_forms(write: Any) -> None:
+    from batchline.workflow import WorkflowError, WorkflowRunner
+    from batchline.workflow.runner import load_workflow
+
+    path = write(
+        """name: shapes
+settings: {max_workers: 2, error_handling: {undefined_variables: strict}}
+params:
+  greeting: Hello
+  times: 2
+steps:
+  say:
+    task: shell
+    command: "echo {{ args.greeting }} {{ args.times + 1 }}"
+  broken:
+    task: fail
+    inputs: {message: boom}
+    on_error: {action: continue, next: handler}
+  after:
+    task: echo
+    inputs: {message: "after {{ error.step }}: {{ error }}"}
+  handler:
+    task: echo
+    inputs: {message: handled}
+"""
+    )
+    spec = load_workflow(path)
+    assert spec.settings.concurrency == 2
+    result = WorkflowRunner(spec, source=path, base_dir=path.parent).run()
+    assert result.exit_code == 0
+    assert result.steps["say"].result["stdout"] == "Hello 3\n"
+    assert result.steps["broken"].status == "failed"
+    # `continue` wins over `next`, as in yaml-workflow: the following step runs.
+    assert result.steps["after"].result == "after broken: boom"
+    lenient = write(path.read_text().replace("strict}", "lenient}"), "lenient.yaml")
+    with pytest.raises(WorkflowError, match="undefined_variables"):
+        load_workflow(lenient)
