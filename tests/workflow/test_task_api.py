@@ -176,3 +176,35 @@ steps:
     again = BatchState.load(workspace, "each")  # a step name: its latest run
     assert again.to_dict()["stats"] == state.stats
     assert again.run_id == f"{result.run_id}/each"
+
+
+def test_batch_state_records_through_the_engine_and_reloads(tmp_path: Path) -> None:
+    fresh = BatchState(tmp_path, "test_batch")
+    assert fresh.state["processed"] == []
+    assert fresh.state["failed"] == {}
+    assert set(fresh.state["namespaces"]) == {"args", "env", "steps", "batch"}
+    assert fresh.state["stats"]["total"] == 0
+    assert not (tmp_path / "state.db").exists()  # reading writes nothing
+
+    fresh.mark_processed("a", {"value": 1})
+    fresh.mark_failed("b", "b broke")
+    fresh.mark_template_error("c", "`{{ x }}` is undefined")
+    fresh.update_namespace("args", {"mode": "fast"})
+    fresh.save()
+    loaded = BatchState.load(tmp_path, "test_batch")
+    assert loaded.state["processed"] == ["a"]
+    assert loaded.state["results"] == [{"value": 1}]
+    assert loaded.state["failed"]["b"]["error"] == "b broke"
+    assert loaded.state["template_errors"] == {"c": "`{{ x }}` is undefined"}
+    assert loaded.stats["total"] == 3
+    assert loaded.stats["failed"] == 2
+    assert loaded.stats["template_failures"] == 1
+    assert round(loaded.stats["success_rate"], 2) == 33.33
+
+    loaded.mark_processed("b", {"value": 2})  # a failed item may succeed later
+    loaded.save()
+    again = BatchState.load(tmp_path, "test_batch")
+    assert again.state["processed"] == ["a", "b"]
+    assert again.get_stats()["failed"] == 1
+    again.reset()
+    assert BatchState.load(tmp_path, "test_batch").state["processed"] == []

@@ -25,7 +25,7 @@ from typing import Any
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
-from batchline.engine.runner import stream_batches
+from batchline.engine.runner import run_batches, stream_batches
 from batchline.errors import BatchRunError, StateError
 from batchline.state.base import StateStore
 from batchline.state.sqlite import SQLiteStateStore
@@ -181,7 +181,9 @@ class BatchState:
     def __init__(self, workspace: str | os.PathLike[str] | StateStore, name: str) -> None:
         self.workspace = workspace
         self.name = name
-        self.state: dict[str, Any] = {}
+        self.run_id = name
+        self.state: dict[str, Any] = _empty_state(name)
+        self._pending: dict[str, Any] = {}
         self.reload()
 
     @classmethod
@@ -193,26 +195,102 @@ class BatchState:
         return cls(workspace, name)
 
     def reload(self) -> None:
-        """Read the state again (items committed since are included)."""
-        store, owned = self._store()
+        """Read the state again (items committed since are included); a workspace without
+        a state file, or without this run, reads as an empty state."""
+        store, owned = self._store(create=False)
+        if store is None:
+            return
         try:
             self.run_id = _sub_run(store, self.name)
-            self.state = _read_state(store, self.run_id)
+            namespaces = self.state["namespaces"]
+            self.state = (
+                _read_state(store, self.run_id)
+                if _exists(store, self.run_id)
+                else (_empty_state(self.run_id))
+            )
+            for space, values in namespaces.items():  # kept from update_namespace
+                if values and not self.state["namespaces"].get(space):
+                    self.state["namespaces"][space] = values
         finally:
             if owned:
                 store.close()
 
-    def _store(self) -> tuple[StateStore, bool]:
+    def _store(self, *, create: bool) -> tuple[StateStore | None, bool]:
         if not isinstance(self.workspace, str | os.PathLike):
             return self.workspace, False
         path = Path(self.workspace)
         path = path if path.suffix == ".db" else path / STATE_FILE
         if not path.exists():
-            raise StateError(
-                f"no state file at {path}; pass the workspace folder of the run "
-                "(settings.workspace, default .batchline)"
-            )
+            if not create:
+                return None, False
+            path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStateStore(path), True
+
+    # -- recording (yaml-workflow's BatchState API), committed by the engine on save() --
+
+    def mark_processed(self, item: Any, result: Any = None) -> None:
+        """Record ``item`` (its key is ``str(item)``) as processed with ``result``."""
+        self._pending[str(item)] = [result, 1]
+
+    def mark_failed(self, item: Any, error: str | BaseException) -> None:
+        """Record ``item`` as failed with ``error``."""
+        self._pending[str(item)] = ItemFailed(error)
+
+    def mark_template_error(self, item: Any, error: str) -> None:
+        """Record ``item`` as failed because its template did not render."""
+        self._pending[str(item)] = ItemFailed(TemplateError(str(error)))
+
+    def update_namespace(self, namespace: str, data: Mapping[str, Any]) -> None:
+        """Merge ``data`` into a namespace (``args``, ``steps``, ``batch``; kept in memory:
+        namespaces come from the run, and ``env`` is never stored)."""
+        if namespace in self.state["namespaces"] and namespace != "env":
+            self.state["namespaces"][namespace].update(data)
+
+    def save(self) -> None:
+        """Commit the recorded items to the workspace's state store, through the engine
+        (one run ``name``; items recorded before keep their place), then reload."""
+        if not self._pending:
+            return
+        store, owned = self._store(create=True)
+        assert store is not None
+        try:
+            previous = {}
+            if _exists(store, self.run_id):
+                for record in store.iter_items(self.run_id):
+                    previous[str(record.key)] = (
+                        [record.result[0] if isinstance(record.result, list) else record.result, 1]
+                        if record.status == "done"
+                        else _failure(record.message or "", record.error_type, record.attempts)
+                    )
+            outcome = {**previous, **self._pending}
+            run_batches(
+                list(outcome),
+                lambda batch: [outcome[key] for key in batch.items],
+                key=lambda key: key,
+                store=store,
+                run_id=self.run_id,
+                retry=RetryPolicy.none(),
+                progress=False,
+                handle_signals=False,
+            )
+            self._pending.clear()
+        finally:
+            if owned:
+                store.close()
+        self.reload()
+
+    def reset(self) -> None:
+        """Forget this batch's state (its run is deleted from the store)."""
+        self._pending.clear()
+        store, owned = self._store(create=False)
+        if store is not None:
+            try:
+                if _exists(store, self.run_id):
+                    store.delete_run(self.run_id)
+            finally:
+                if owned:
+                    store.close()
+        self.state = _empty_state(self.run_id)
 
     @property
     def step(self) -> str:
@@ -260,13 +338,51 @@ class BatchState:
 
 
 def _sub_run(store: StateStore, name: str) -> str:
-    """``RUN_ID/STEP`` as given, or the latest sub-run of a step called ``name``."""
-    if "/" in name:
+    """``RUN_ID/STEP`` as given, the latest sub-run of a step called ``name``, or
+    ``name`` itself (a batch state of its own)."""
+    if "/" in name or _exists(store, name):
         return name
     for info in store.list_runs():
         if info.run_id.endswith(f"/{name}"):
             return info.run_id
-    raise StateError(f"no batch step `{name}` in this state store; pass RUN_ID/STEP")
+    return name
+
+
+def _exists(store: StateStore, run_id: str) -> bool:
+    try:
+        store.get_run(run_id)
+    except StateError:
+        return False
+    return True
+
+
+def _failure(message: str, error_type: str | None, attempts: int) -> ItemFailed:
+    failed = ItemFailed(message, attempts)
+    failed.error_type = error_type or "Error"
+    return failed
+
+
+def _empty_state(run_id: str) -> dict[str, Any]:
+    return {
+        "processed": [],
+        "results": [],
+        "failed": {},
+        "template_errors": {},
+        "namespaces": {
+            "args": {},
+            "env": {},
+            "steps": {},
+            "batch": {"name": run_id.rsplit("/", 1)[-1], "total": 0},
+        },
+        "stats": {
+            "total": 0,
+            "processed": 0,
+            "failed": 0,
+            "template_failures": 0,
+            "retried": 0,
+            "success_rate": 100.0,
+        },
+    }
 
 
 def _read_state(store: StateStore, run_id: str) -> dict[str, Any]:
@@ -354,7 +470,6 @@ def _policy(spec: Any, step: str) -> RetryPolicy:
     if problem:
         raise TaskError(f"step `{step}`: {problem}", "batch")
     return RetrySpec.model_validate(spec).policy()
-
 
 
 def _aliased(config: TaskConfig, key: str, alias: str, default: int) -> int:
