@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -120,11 +120,34 @@ def test_batch_context_from_a_task_config(tmp_path: Path) -> None:
     }
     error = context.get_error_context(ValueError("bad"))
     assert error["error"] == "bad"
-    assert error["available_variables"]["args"] == ["n", "name"]
-    assert "item" in error["available_variables"]["batch"]
-    assert {"args", "env", "steps", "batch"} <= set(error["namespaces"])
+    assert error["available_variables"]["args"] == ["name", "n"]
+    assert error["available_variables"]["batch"] == ["item", "index", "name"]
+    assert error["namespaces"] == list(CONTEXT)
     assert context.get_available_variables()["steps"] == ["first"]
     assert BatchContext(TaskConfig({"name": "e", "task": "batch"}, {}, tmp_path)).retry_config == {}
+
+
+def test_batch_context_takes_anything_shaped_like_a_task_config() -> None:
+    class Config:  # a stand-in, as yaml-workflow's own tests use
+        name = "my_batch"
+        workspace = "/fake/workspace"
+        inputs: ClassVar[dict[str, Any]] = {"retry": {"attempts": 3}}
+        context: ClassVar[dict[str, Any]] = {"args": {"a": 1}, "env": {}, "steps": {}, "engine": 7}
+
+        def get_variable(self, name: str, namespace: str | None = None) -> Any:
+            return self.context.get(name)
+
+    context = BatchContext(Config())
+    assert (context.name, context.workspace, context.engine) == ("my_batch", "/fake/workspace", 7)
+    assert context.retry_config == {"attempts": 3}
+    assert context._context == Config.context
+    assert context.create_item_context("x", 0)["args"] == {"a": 1}
+    assert sorted(context.get_error_context(KeyError("k"))["namespaces"]) == [
+        "args",
+        "engine",
+        "env",
+        "steps",
+    ]
 
 
 def test_batch_state_is_a_view_of_the_state_store(tmp_path: Path) -> None:

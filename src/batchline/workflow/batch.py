@@ -62,22 +62,24 @@ class BatchContext:
 
     def __init__(
         self,
-        base: TaskConfig | Mapping[str, Any],
+        base: TaskConfig | Mapping[str, Any] | Any,
         *,
         name: str | None = None,
         total: int | None = None,
         chunk_size: int | None = None,
         arg_name: str | None = None,
     ) -> None:
-        if isinstance(base, TaskConfig):
+        self._planned = not isinstance(base, Mapping)
+        if not isinstance(base, Mapping):  # a TaskConfig (or anything shaped like one)
             config = base
-            items = config.inputs.get("items")
+            inputs = config.inputs if isinstance(config.inputs, Mapping) else {}
+            items = inputs.get("items")
             total = total if total is not None else (len(items) if isinstance(items, list) else 0)
-            chunk_size = chunk_size or _int(config.inputs.get("chunk_size"), 20)
+            chunk_size = chunk_size or _int(inputs.get("chunk_size"), 20)
             name = name or config.name
             self.engine: Any = config.get_variable("engine")
             self.workspace: Any = config.workspace
-            self.retry_config: Any = config.inputs.get("retry") or {}
+            self.retry_config: Any = inputs.get("retry", {})
             base = config.context
         else:
             self.engine = base.get("engine")
@@ -129,26 +131,38 @@ class BatchContext:
         }
 
     def get_available_variables(self) -> dict[str, list[str]]:
-        """Names per namespace, ``batch`` included."""
-        available = {
-            space: sorted(str(k) for k in self._context.get(space) or {})
+        """Names per namespace: ``args``, ``env``, ``steps`` and ``batch`` (``item``,
+        ``index``, ``name``; the runner's contexts also have ``number``, ``chunk_index``,
+        ``chunk_size``, ``total`` and, per chunk, ``items``)."""
+        available: dict[str, list[str]] = {
+            space: [str(k) for k in self._context.get(space) or {}]
             for space in ("args", "env", "steps")
         }
-        available["batch"] = [
-            "item",
-            "items",
-            "index",
-            "number",
-            "chunk_index",
-            "chunk_size",
-            "total",
-            "name",
-        ]
+        available["batch"] = ["item", "index", "name"]
+        if not self._planned:
+            available = {space: sorted(names) for space, names in available.items()}
+            available["batch"] = [
+                "item",
+                "items",
+                "index",
+                "number",
+                "chunk_index",
+                "chunk_size",
+                "total",
+                "name",
+            ]
         return available
 
     def get_error_context(self, error: BaseException) -> dict[str, Any]:
-        """What to show with an error: the error, the names available per namespace, and
-        the namespaces."""
+        """What to show with an error: ``error`` (the message), ``available_variables``
+        and ``namespaces`` (the context's top-level names; the runner's form also lists
+        ``batch`` and ``workflow``, and gives ``error_type``)."""
+        if self._planned:
+            return {
+                "error": str(error),
+                "available_variables": self.get_available_variables(),
+                "namespaces": list(self._context),
+            }
         return {
             "error": str(error),
             "error_type": type(error).__name__,
