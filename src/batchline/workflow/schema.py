@@ -700,7 +700,8 @@ def _task_problems(
     if task not in tasks:
         problems.append(
             f"{located.where((*path, 'task'))}: {label}unknown task type `{task}`."
-            f"{did_you_mean(task, tasks)} Known tasks: {', '.join(sorted(tasks))}."
+            f"{did_you_mean(task, tasks)} Known tasks: {', '.join(sorted(tasks))}. A custom "
+            "task's module is named in settings.task_modules (e.g. task_modules: [my_tasks])."
         )
     if task == "batch":
         nested = inputs.get("task")
