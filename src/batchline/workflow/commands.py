@@ -184,6 +184,7 @@ def register(main: click.Group) -> None:
                 else:
                     run_id = info.run_id
                     given = _merge_resume_params(spec, info.meta.get("params", {}), given, force)
+                    flow = flow or info.meta.get("flow")  # a resume keeps its flow
             runner = WorkflowRunner(
                 spec,
                 source=workflow,
