@@ -13,29 +13,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
-from batchline.engine.runner import run_batches, stream_batches
-from batchline.errors import BatchRunError, StateError
-from batchline.state.base import StateStore
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.engine.runner import stream_batches
+from batchline.errors import BatchRunError
+from batchline.workflow.batch_context import BatchContext
+from batchline.workflow.batch_state import BatchState, unwrap
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, Namespace, render
+from batchline.workflow.templating import render
 
-BASE_NAMESPACES = ("args", "env", "steps", "workflow")
-STATE_FILE = "state.db"
 BATCH_INPUTS = frozenset(
     {
         "items",
@@ -52,427 +48,11 @@ BATCH_INPUTS = frozenset(
 )
 
 
-class BatchContext:
-    """Builds the template context of each item (or chunk) of a batch step.
-
-    ``BatchContext(config)`` takes the batch step's :class:`TaskConfig` (the planned API:
-    ``name``, ``engine``, ``workspace``, ``retry_config`` come from it);
-    ``BatchContext(namespaces, name=..., total=..., chunk_size=...)`` is the runner's form.
-    """
-
-    def __init__(
-        self,
-        base: TaskConfig | Mapping[str, Any] | Any,
-        *,
-        name: str | None = None,
-        total: int | None = None,
-        chunk_size: int | None = None,
-        arg_name: str | None = None,
-    ) -> None:
-        self._planned = not isinstance(base, Mapping)
-        if not isinstance(base, Mapping):  # a TaskConfig (or anything shaped like one)
-            config = base
-            inputs = config.inputs if isinstance(config.inputs, Mapping) else {}
-            items = inputs.get("items")
-            total = total if total is not None else (len(items) if isinstance(items, list) else 0)
-            chunk_size = chunk_size or _int(inputs.get("chunk_size"), 20)
-            name = name or config.name
-            self.engine: Any = config.get_variable("engine")
-            self.workspace: Any = config.workspace
-            self.retry_config: Any = inputs.get("retry", {})
-            base = config.context
-        else:
-            self.engine = base.get("engine")
-            self.workspace = (base.get("workflow") or {}).get("workspace")
-            self.retry_config = {}
-        self._context = base
-        self.base = {space: base[space] for space in BASE_NAMESPACES if space in base}
-        self.name = name or ""
-        self.total = total or 0
-        self.chunk_size = max(1, chunk_size or 20)
-        self.arg_name = arg_name
-
-    def create_item_context(self, item: Any, index: int) -> dict[str, Any]:
-        """The base namespaces (``args``, ``env``, ``steps``, ``workflow``) plus ``batch``
-        for item ``index`` (0-based): ``item``, ``index``, ``name``, ``number``,
-        ``chunk_index``, ``chunk_size``, ``total``. With ``arg_name``, ``args.ARG`` is the
-        item too (yaml-workflow)."""
-        context = dict(self.base)
-        if self.arg_name:
-            context["args"] = Namespace({**self.base.get("args", {}), self.arg_name: item})
-        context["batch"] = Namespace(
-            {
-                "item": item,
-                "index": index,
-                "number": index + 1,
-                "chunk_index": index // self.chunk_size,
-                "chunk_size": self.chunk_size,
-                "total": self.total,
-                "name": self.name,
-            }
-        )
-        return context
-
-    def create_chunk_context(self, items: list[Any], chunk_index: int) -> dict[str, Any]:
-        """The context of a whole chunk (``mode: chunk``): ``batch.items`` instead of ``item``."""
-        return {
-            **self.base,
-            "batch": Namespace(
-                {
-                    "items": items,
-                    "index": chunk_index * self.chunk_size,
-                    "number": chunk_index + 1,
-                    "chunk_index": chunk_index,
-                    "chunk_size": self.chunk_size,
-                    "total": self.total,
-                    "name": self.name,
-                }
-            ),
-        }
-
-    def get_available_variables(self) -> dict[str, list[str]]:
-        """Names per namespace: ``args``, ``env``, ``steps`` and ``batch`` (``item``,
-        ``index``, ``name``; the runner's contexts also have ``number``, ``chunk_index``,
-        ``chunk_size``, ``total`` and, per chunk, ``items``)."""
-        available: dict[str, list[str]] = {
-            space: [str(k) for k in self._context.get(space) or {}]
-            for space in ("args", "env", "steps")
-        }
-        available["batch"] = ["item", "index", "name"]
-        if not self._planned:
-            available = {space: sorted(names) for space, names in available.items()}
-            available["batch"] = [
-                "item",
-                "items",
-                "index",
-                "number",
-                "chunk_index",
-                "chunk_size",
-                "total",
-                "name",
-            ]
-        return available
-
-    def get_error_context(self, error: BaseException) -> dict[str, Any]:
-        """What to show with an error: ``error`` (the message), ``available_variables``
-        and ``namespaces`` (the context's top-level names; the runner's form also lists
-        ``batch`` and ``workflow``, and gives ``error_type``)."""
-        if self._planned:
-            return {
-                "error": str(error),
-                "available_variables": self.get_available_variables(),
-                "namespaces": list(self._context),
-            }
-        return {
-            "error": str(error),
-            "error_type": type(error).__name__,
-            "available_variables": self.get_available_variables(),
-            "namespaces": list(dict.fromkeys([*NAMESPACES, *self._context])),
-        }
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except (TypeError, ValueError):
-        return default
-
-
-class BatchState:
-    """The state of a batch step: a read-only view of what the engine committed to the
-    workspace's state store (not a second state system).
-
-    ``BatchState(workspace, name)`` (the planned API) and ``BatchState.load(workspace,
-    name)`` read it; ``workspace`` is the folder holding ``state.db`` (or a
-    ``StateStore``), ``name`` the step's sub-run ``RUN_ID/STEP`` or a step name (its
-    latest run). ``state`` holds ``processed`` (item keys, input order), ``results``
-    (their results), ``failed`` (key -> ``{error, error_type, attempts, time}``),
-    ``template_errors`` (key -> message), ``namespaces`` (``args``, ``env``, ``steps``,
-    ``batch``; ``env`` is never stored, it may hold secrets) and ``stats`` (``total``,
-    ``processed``, ``failed``, ``template_failures``, ``retried``, ``success_rate``).
-    """
-
-    def __init__(self, workspace: str | os.PathLike[str] | StateStore, name: str) -> None:
-        self.workspace = workspace
-        self.name = name
-        self.run_id = name
-        self.state: dict[str, Any] = _empty_state(name)
-        self._pending: dict[str, Any] = {}
-        self.reload()
-
-    @classmethod
-    def load(
-        cls, workspace: str | os.PathLike[str] | StateStore, name: str, step: str = ""
-    ) -> BatchState:
-        """Read a batch step's state back from the store."""
-        del step  # the step's name is the last part of `name`
-        return cls(workspace, name)
-
-    def reload(self) -> None:
-        """Read the state again (items committed since are included); a workspace without
-        a state file, or without this run, reads as an empty state."""
-        store, owned = self._store(create=False)
-        if store is None:
-            return
-        try:
-            self.run_id = _sub_run(store, self.name)
-            namespaces = self.state["namespaces"]
-            self.state = (
-                _read_state(store, self.run_id)
-                if _exists(store, self.run_id)
-                else (_empty_state(self.run_id))
-            )
-            for space, values in namespaces.items():  # kept from update_namespace
-                if values and not self.state["namespaces"].get(space):
-                    self.state["namespaces"][space] = values
-        finally:
-            if owned:
-                store.close()
-
-    def _store(self, *, create: bool) -> tuple[StateStore | None, bool]:
-        if not isinstance(self.workspace, str | os.PathLike):
-            return self.workspace, False
-        path = Path(self.workspace)
-        path = path if path.suffix == ".db" else path / STATE_FILE
-        if not path.exists():
-            if not create:
-                return None, False
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStateStore(path), True
-
-    # -- recording (yaml-workflow's BatchState API), committed by the engine on save() --
-
-    def mark_processed(self, item: Any, result: Any = None) -> None:
-        """Record ``item`` (its key is ``str(item)``) as processed with ``result``."""
-        self._pending[str(item)] = [result, 1]
-
-    def mark_failed(self, item: Any, error: str | BaseException) -> None:
-        """Record ``item`` as failed with ``error``."""
-        self._pending[str(item)] = ItemFailed(error)
-
-    def mark_template_error(self, item: Any, error: str) -> None:
-        """Record ``item`` as failed because its template did not render."""
-        self._pending[str(item)] = ItemFailed(TemplateError(str(error)))
-
-    def update_namespace(self, namespace: str, data: Mapping[str, Any]) -> None:
-        """Merge ``data`` into a namespace (``args``, ``steps``, ``batch``; kept in memory:
-        namespaces come from the run, and ``env`` is never stored)."""
-        if namespace in self.state["namespaces"] and namespace != "env":
-            self.state["namespaces"][namespace].update(data)
-
-    def save(self) -> None:
-        """Commit the recorded items to the workspace's state store, through the engine
-        (one run ``name``; items recorded before keep their place), then reload."""
-        if not self._pending:
-            return
-        store, owned = self._store(create=True)
-        assert store is not None
-        try:
-            previous = {}
-            if _exists(store, self.run_id):
-                for record in store.iter_items(self.run_id):
-                    previous[str(record.key)] = (
-                        [record.result[0] if isinstance(record.result, list) else record.result, 1]
-                        if record.status == "done"
-                        else _failure(record.message or "", record.error_type, record.attempts)
-                    )
-            outcome = {**previous, **self._pending}
-            run_batches(
-                list(outcome),
-                lambda batch: [outcome[key] for key in batch.items],
-                key=lambda key: key,
-                store=store,
-                run_id=self.run_id,
-                retry=RetryPolicy.none(),
-                progress=False,
-                handle_signals=False,
-            )
-            self._pending.clear()
-        finally:
-            if owned:
-                store.close()
-        self.reload()
-
-    def reset(self) -> None:
-        """Forget this batch's state (its run is deleted from the store)."""
-        self._pending.clear()
-        store, owned = self._store(create=False)
-        if store is not None:
-            try:
-                if _exists(store, self.run_id):
-                    store.delete_run(self.run_id)
-            finally:
-                if owned:
-                    store.close()
-        self.state = _empty_state(self.run_id)
-
-    @property
-    def step(self) -> str:
-        """The batch step's name."""
-        return self.run_id.rsplit("/", 1)[-1]
-
-    @property
-    def processed(self) -> list[Any]:
-        """Keys of the processed items, in input order."""
-        return list(self.state["processed"])
-
-    @property
-    def results(self) -> list[Any]:
-        """Results of the processed items, in input order."""
-        return list(self.state["results"])
-
-    @property
-    def failed(self) -> dict[str, dict[str, Any]]:
-        """Failed items: key -> error info."""
-        return dict(self.state["failed"])
-
-    @property
-    def template_errors(self) -> dict[str, str]:
-        """Items whose template did not render: key -> message."""
-        return dict(self.state["template_errors"])
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        """``total``, ``processed``, ``failed``, ``template_failures``, ``retried``,
-        ``success_rate`` (percent)."""
-        return dict(self.state["stats"])
-
-    @property
-    def namespaces(self) -> dict[str, Any]:
-        """The namespaces the step ran with (``env`` left empty: never stored)."""
-        return dict(self.state["namespaces"])
-
-    def get_stats(self) -> dict[str, Any]:
-        """yaml-workflow's name for :attr:`stats`."""
-        return self.stats
-
-    def to_dict(self) -> dict[str, Any]:
-        """The state as plain data."""
-        return {"step": self.step, "run_id": self.run_id, **self.state}
-
-
-def _sub_run(store: StateStore, name: str) -> str:
-    """``RUN_ID/STEP`` as given, the latest sub-run of a step called ``name``, or
-    ``name`` itself (a batch state of its own)."""
-    if "/" in name or _exists(store, name):
-        return name
-    for info in store.list_runs():
-        if info.run_id.endswith(f"/{name}"):
-            return info.run_id
-    return name
-
-
-def _exists(store: StateStore, run_id: str) -> bool:
-    try:
-        store.get_run(run_id)
-    except StateError:
-        return False
-    return True
-
-
-def _failure(message: str, error_type: str | None, attempts: int) -> ItemFailed:
-    failed = ItemFailed(message, attempts)
-    failed.error_type = error_type or "Error"
-    return failed
-
-
-def _empty_state(run_id: str) -> dict[str, Any]:
-    return {
-        "processed": [],
-        "results": [],
-        "failed": {},
-        "template_errors": {},
-        "namespaces": {
-            "args": {},
-            "env": {},
-            "steps": {},
-            "batch": {"name": run_id.rsplit("/", 1)[-1], "total": 0},
-        },
-        "stats": {
-            "total": 0,
-            "processed": 0,
-            "failed": 0,
-            "template_failures": 0,
-            "retried": 0,
-            "success_rate": 100.0,
-        },
-    }
-
-
-def _read_state(store: StateStore, run_id: str) -> dict[str, Any]:
-    processed: list[Any] = []
-    results: list[Any] = []
-    failed: dict[str, dict[str, Any]] = {}
-    template_errors: dict[str, str] = {}
-    retried = 0
-    for record in store.iter_items(run_id):
-        if record.status == "done":
-            value, attempts = _unwrap(record.result)
-            processed.append(record.key)
-            results.append(value)
-            retried += max(0, attempts - 1)
-            continue
-        key = str(record.key)
-        failed[key] = {
-            "error": record.message,
-            "error_type": record.error_type,
-            "attempts": record.attempts,
-            "time": None,
-        }
-        if record.error_type == "TemplateError":
-            template_errors[key] = record.message or ""
-        retried += max(0, record.attempts - 1)
-    info = store.get_run(run_id)
-    total = info.total_items or (len(processed) + len(failed))
-    parent_id, _, step = run_id.rpartition("/")
-    args: dict[str, Any] = {}
-    steps: dict[str, Any] = {}
-    if parent_id:
-        try:
-            parent = store.get_run(parent_id)
-        except StateError:
-            parent = None
-        if parent is not None:
-            args = dict(parent.meta.get("params") or {})
-            for item in store.iter_items(parent_id):
-                if isinstance(item.key, str) and item.key.startswith("step:") and item.result:
-                    steps[item.key[5:]] = {
-                        "result": item.result.get("result"),
-                        "status": item.result.get("status"),
-                    }
-    return {
-        "processed": processed,
-        "results": results,
-        "failed": failed,
-        "template_errors": template_errors,
-        "namespaces": {
-            "args": args,
-            "env": {},
-            "steps": steps,
-            "batch": {"name": step, "total": total},
-        },
-        "stats": {
-            "total": total,
-            "processed": len(processed),
-            "failed": len(failed),
-            "template_failures": len(template_errors),
-            "retried": retried,
-            "success_rate": (len(processed) / total * 100.0) if total else 100.0,
-        },
-    }
-
-
 def _item_result(done: Attempts) -> Any:
     """A stored item result ``[value, attempts]``, or its failure."""
     if done.error is not None:
         return ItemFailed(done.error, done.attempts)
     return [done.value, done.attempts]
-
-
-def _unwrap(stored: Any) -> tuple[Any, int]:
-    if isinstance(stored, list) and len(stored) == 2 and isinstance(stored[1], int):
-        return stored[0], stored[1]
-    return stored, 1
 
 
 def _policy(spec: Any, step: str) -> RetryPolicy:
@@ -817,7 +397,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                     if failure.error_type == "TemplateError":
                         stats["template_failures"] += 1
                     continue
-                value, attempts = _unwrap(stored)
+                value, attempts = unwrap(stored)
                 results[position] = value
                 stats["processed"] += 1
                 stats["retried"] += max(0, attempts - 1)
@@ -840,3 +420,6 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     for info in failed.values():
         info.pop("position", None)
     return {"results": results, "processed": processed, "stats": stats, "failed": failed}
+
+
+__all__ = ["BATCH_INPUTS", "BatchContext", "BatchState", "ChunkRunner", "batch_task"]
