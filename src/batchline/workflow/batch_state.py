@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from batchline.engine import ItemFailed, RetryPolicy, run_batches
+from batchline.engine import ItemFailed, RetryPolicy, run_batches, split_run_id
 from batchline.errors import StateError
-from batchline.state.base import StateStore
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.state import SQLiteStateStore, StateStore
 from batchline.workflow.errors import TemplateError
 
 STATE_FILE = "state.db"
@@ -148,7 +147,7 @@ class BatchState:
     @property
     def step(self) -> str:
         """The batch step's name."""
-        return self.run_id.rsplit("/", 1)[-1]
+        return split_run_id(self.run_id)[1] or self.run_id
 
     @property
     def processed(self) -> list[Any]:
@@ -193,10 +192,10 @@ class BatchState:
 def _sub_run(store: StateStore, name: str) -> str:
     """``RUN_ID/STEP`` as given, the latest sub-run of a step called ``name``, or
     ``name`` itself (a batch state of its own)."""
-    if "/" in name or _exists(store, name):
+    if split_run_id(name)[1] is not None or _exists(store, name):
         return name
     for info in store.list_runs():
-        if info.run_id.endswith(f"/{name}"):
+        if split_run_id(info.run_id)[1] == name:
             return info.run_id
     return name
 
@@ -225,7 +224,7 @@ def _empty_state(run_id: str) -> dict[str, Any]:
             "args": {},
             "env": {},
             "steps": {},
-            "batch": {"name": run_id.rsplit("/", 1)[-1], "total": 0},
+            "batch": {"name": split_run_id(run_id)[1] or run_id, "total": 0},
         },
         "stats": {
             "total": 0,
@@ -263,7 +262,10 @@ def _read_state(store: StateStore, run_id: str) -> dict[str, Any]:
         retried += max(0, record.attempts - 1)
     info = store.get_run(run_id)
     total = info.total_items or (len(processed) + len(failed))
-    parent_id, _, step = run_id.rpartition("/")
+    parent_id, child = split_run_id(run_id)
+    step = child or run_id
+    if child is None:
+        parent_id = ""
     args: dict[str, Any] = {}
     steps: dict[str, Any] = {}
     if parent_id:
