@@ -147,6 +147,11 @@ def test_step_results_are_json_sets_become_lists(tmp_path: Path) -> None:
 steps:
   - {name: tags, task: python, inputs: {code: "result = {'b', 'a', 'c'}"}}
   - {name: pair, task: python, inputs: {code: "result = (1, {2})"}}
+  - name: each
+    task: batch
+    inputs:
+      items: [[2, 1], [3]]
+      task: {task: python, inputs: {code: "result = set(batch.item)"}}
   - name: when
     task: python
     on_error: {action: continue}
@@ -155,6 +160,7 @@ steps:
     )
     result = run_file(path)
     assert result.steps["tags"].result == ["a", "b", "c"]
+    assert result.steps["each"].result["results"] == [[1, 2], [3]]
     assert result.steps["pair"].result == [1, [2]]
     error = result.steps["when"].error or ""
     assert "step `when` returned a date at `result.at`" in error

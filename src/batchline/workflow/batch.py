@@ -37,6 +37,7 @@ from batchline.errors import BatchRunError
 from batchline.workflow.batch_context import BatchContext
 from batchline.workflow.batch_state import BatchState, unwrap
 from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.results import lists_for_sets
 from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
 from batchline.workflow.templating import render
@@ -63,7 +64,7 @@ def _item_result(done: Attempts) -> Any:
 
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
-    return [value, attempts]
+    return [lists_for_sets(value), attempts]  # a set is kept as a list, as step results are
 
 
 def _policy(spec: Any, step: str) -> RetryPolicy:

@@ -49,6 +49,26 @@ def to_json(value: Any, step: str, where: str = "result") -> Any:
     raise _not_json(value, step, where, f"a {type(value).__name__}")
 
 
+def lists_for_sets(value: Any) -> Any:
+    """Sets (sorted when they sort) and tuples as lists, at any depth; everything else
+    as it is (a batch item's result that is still not JSON then fails alone, by the
+    engine's own check)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {key: lists_for_sets(child) for key, child in value.items()}
+    if isinstance(value, list | tuple):
+        return [lists_for_sets(child) for child in value]
+    if isinstance(value, set | frozenset):
+        items = list(value)
+        try:
+            items = sorted(items)
+        except TypeError:
+            items = sorted(items, key=repr)
+        return [lists_for_sets(child) for child in items]
+    return value
+
+
 def _not_json(value: Any, step: str, where: str, what: str) -> NotJSONError:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -60,4 +80,4 @@ def _not_json(value: Any, step: str, where: str, what: str) -> NotJSONError:
     )
 
 
-__all__ = ["NotJSONError", "to_json"]
+__all__ = ["NotJSONError", "lists_for_sets", "to_json"]
