@@ -101,8 +101,16 @@ def runs_command(state: str, workspace: str | None, as_json: bool) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=f"runs in {state}")
-    for column in ("run id", "status", "created", "succeeded", "failed", "pending"):
-        table.add_column(column, justify="right" if column in {"succeeded", "failed"} else "left")
+    # Run ids are what `resume` and `show` take: never cut them. Their column is as wide
+    # as the longest id; the other columns fold when the terminal is narrow.
+    widest = max(len(info.run_id) for info in infos)
+    table.add_column("run id", no_wrap=True, min_width=widest, overflow="ignore")
+    for column in ("status", "created", "succeeded", "failed", "pending"):
+        table.add_column(
+            column,
+            justify="right" if column in {"succeeded", "failed"} else "left",
+            overflow="fold",
+        )
     for info in infos:
         status = info.status + (f" (pid {info.active_pid})" if info.active_pid else "")
         table.add_row(

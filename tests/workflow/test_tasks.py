@@ -127,14 +127,15 @@ def test_custom_tasks_and_task_config(tmp_path: Path) -> None:
     assert get_task("test.double")(config(tmp_path, "test.double", n=4)) == 9
     cfg = config(tmp_path, "x")
     assert cfg.get_variable("E", namespace="env") == "x"
+    # Issue #11's contract: `root` lists only the other top-level names, and an absent
+    # variable is None (yaml-workflow's TaskConfig), not a KeyError.
     assert cfg.get_available_variables() == {
         "args": ["a"],
         "env": ["E"],
         "steps": ["s"],
-        "root": ["args", "env", "steps"],
+        "root": [],
     }
-    with pytest.raises(KeyError, match="Did you mean `a`"):
-        cfg.get_variable("aa")
+    assert cfg.get_variable("aa") is None
     handler = create_task_handler(lambda c: c.name)
     assert handler(cfg) == "step"
     with pytest.raises(TaskError, match=r"unknown task type `shel`.*Did you mean `shell`"):

@@ -1,6 +1,8 @@
 """The YAML front door: workflow files with Jinja2 namespaces, task types and a batch task."""
 
-from batchline.workflow.batch import BatchContext, BatchState, batch_task
+from batchline.workflow.batch import batch_task
+from batchline.workflow.batch_context import BatchContext
+from batchline.workflow.batch_state import BatchState
 from batchline.workflow.errors import TaskError, TemplateError, WorkflowError
 from batchline.workflow.runner import (
     StepRecord,

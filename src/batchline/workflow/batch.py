@@ -15,7 +15,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,148 +31,32 @@ from batchline.engine import (
     item_outcome,
     retry_call,
     run_coroutine,
-    split_run_id,
     stream_batches,
 )
 from batchline.errors import BatchRunError
 from batchline.redact import Redactor
-from batchline.state import StateStore
+from batchline.workflow.batch_context import BatchContext
+from batchline.workflow.batch_state import BatchState, unwrap
 from batchline.workflow.errors import TaskError, TemplateError
-from batchline.workflow.schema import RetrySpec
+from batchline.workflow.results import lists_for_sets
+from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, Namespace
 
-BASE_NAMESPACES = ("args", "env", "steps", "workflow")
-
-
-class BatchContext:
-    """Builds the template context of each item (or chunk) of a batch step."""
-
-    def __init__(self, base: Mapping[str, Any], *, name: str, total: int, chunk_size: int) -> None:
-        self.base = {space: base[space] for space in BASE_NAMESPACES if space in base}
-        self.name = name
-        self.total = total
-        self.chunk_size = chunk_size
-
-    def create_item_context(self, item: Any, index: int) -> dict[str, Any]:
-        """The base namespaces plus ``batch`` for item ``index`` (0-based)."""
-        return {
-            **self.base,
-            "batch": Namespace(
-                {
-                    "item": item,
-                    "index": index,
-                    "number": index + 1,
-                    "chunk_index": index // self.chunk_size,
-                    "chunk_size": self.chunk_size,
-                    "total": self.total,
-                    "name": self.name,
-                }
-            ),
-        }
-
-    def create_chunk_context(self, items: list[Any], chunk_index: int) -> dict[str, Any]:
-        """The context of a whole chunk (``mode: chunk``): ``batch.items`` instead of ``item``."""
-        return {
-            **self.base,
-            "batch": Namespace(
-                {
-                    "items": items,
-                    "index": chunk_index * self.chunk_size,
-                    "number": chunk_index + 1,
-                    "chunk_index": chunk_index,
-                    "chunk_size": self.chunk_size,
-                    "total": self.total,
-                    "name": self.name,
-                }
-            ),
-        }
-
-    def get_error_context(self, error: BaseException) -> dict[str, Any]:
-        """What to show with an error: the error, and the names available per namespace."""
-        available = {
-            space: sorted(str(k) for k in values)
-            for space, values in self.base.items()
-            if isinstance(values, Mapping)
-        }
-        available["batch"] = [
-            "item",
-            "items",
-            "index",
-            "number",
-            "chunk_index",
-            "chunk_size",
-            "total",
-            "name",
-        ]
-        return {
-            "error": str(error),
-            "error_type": type(error).__name__,
-            "available_variables": available,
-            "namespaces": list(NAMESPACES),
-        }
-
-
-@dataclass
-class BatchState:
-    """The state of a batch step, as kept in the state store.
-
-    Attributes:
-        processed: results of the processed items, in input order.
-        failed: item key -> ``{"error", "error_type", "attempts", "time"}``.
-        template_errors: item key -> message, for items whose template did not render.
-        stats: ``total``, ``processed``, ``failed``, ``template_failures``, ``retried``.
-    """
-
-    step: str
-    run_id: str
-    processed: list[Any] = field(default_factory=list)
-    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
-    template_errors: dict[str, str] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, store: StateStore, run_id: str, step: str = "") -> BatchState:
-        """Read a batch step's state back from the store (``run_id`` is the step's sub-run)."""
-        state = cls(step=step or split_run_id(run_id)[1] or run_id, run_id=run_id)
-        retried = 0
-        for record in store.iter_items(run_id):
-            if record.status == "done":
-                value, attempts = _unwrap(record.result)
-                state.processed.append(value)
-                retried += max(0, attempts - 1)
-                continue
-            key = str(record.key)
-            state.failed[key] = {
-                "error": record.message,
-                "error_type": record.error_type,
-                "attempts": record.attempts,
-                "time": None,
-            }
-            if record.error_type == "TemplateError":
-                state.template_errors[key] = record.message or ""
-            retried += max(0, record.attempts - 1)
-        info = store.get_run(run_id)
-        state.stats = {
-            "total": info.total_items or (len(state.processed) + len(state.failed)),
-            "processed": len(state.processed),
-            "failed": len(state.failed),
-            "template_failures": len(state.template_errors),
-            "retried": retried,
-        }
-        return state
-
-    def to_dict(self) -> dict[str, Any]:
-        """The state as plain data."""
-        return {
-            "step": self.step,
-            "run_id": self.run_id,
-            "processed": self.processed,
-            "failed": self.failed,
-            "template_errors": self.template_errors,
-            "stats": self.stats,
-        }
+BATCH_INPUTS = frozenset(
+    {
+        "items",
+        "chunk_size",
+        "batch_size",
+        "max_concurrency",
+        "max_workers",
+        "retry",
+        "task",
+        "mode",
+        "key",
+        "arg_name",
+    }
+)
 
 
 def _item_result(done: Attempts, redactor: Redactor | None = None) -> Any:
@@ -188,19 +72,62 @@ def _item_result(done: Attempts, redactor: Redactor | None = None) -> Any:
 
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
-    return [value, attempts]
+    return [lists_for_sets(value), attempts]  # a set is kept as a list, as step results are
 
 
-def _unwrap(stored: Any) -> tuple[Any, int]:
-    if isinstance(stored, list) and len(stored) == 2 and isinstance(stored[1], int):
-        return stored[0], stored[1]
-    return stored, 1
-
-
-def _policy(spec: Any) -> RetryPolicy:
+def _policy(spec: Any, step: str) -> RetryPolicy:
     if spec is None:
         return RetryPolicy.none()
-    return (spec if isinstance(spec, RetrySpec) else RetrySpec.model_validate(spec)).policy()
+    if isinstance(spec, RetrySpec):
+        return spec.policy()
+    problem = batch_retry_problem(spec)
+    if problem:
+        raise TaskError(f"step `{step}`: {problem}", "batch")
+    return RetrySpec.model_validate(spec).policy()
+
+
+def _aliased(config: TaskConfig, key: str, alias: str, default: int) -> int:
+    """An input also accepted under yaml-workflow's name (both at once is an error)."""
+    if key in config.inputs and alias in config.inputs:
+        raise TaskError(
+            f"step `{config.name}`: `{key}` and `{alias}` are the same input (`{alias}` is "
+            f"yaml-workflow's name); give one",
+            "batch",
+        )
+    return _positive(config, alias if alias in config.inputs else key, default)
+
+
+def _key_function(config: TaskConfig, field_name: Any) -> Callable[[tuple[int, Any]], Any]:
+    """Items keyed by their position, or by the field ``key`` names (every item must
+    have it: a missing one is an error naming the item and the field)."""
+    if not field_name:
+        return lambda pair: pair[0]
+    name = str(field_name)
+
+    def keyed(pair: tuple[int, Any]) -> Any:
+        index, item = pair
+        if isinstance(item, Mapping) and name in item:
+            value = item[name]
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return value
+            raise TaskError(
+                f"step `{config.name}`: item {index} has `{name}` = {value!r}; a key must be "
+                "text or an integer",
+                "batch",
+            )
+        fields = sorted(item) if isinstance(item, Mapping) else None
+        raise TaskError(
+            f"step `{config.name}`: item {index} has no field `{name}` (key: {name}); "
+            + (
+                f"its fields: {', '.join(map(str, fields))}.{did_you_mean(name, map(str, fields))}"
+                if fields is not None
+                else f"it is a {type(item).__name__}, not a mapping"
+            )
+            + " Give every item that field, or drop `key` to key items by position.",
+            "batch",
+        )
+
+    return keyed
 
 
 def _positive(config: TaskConfig, key: str, default: int) -> int:
@@ -232,6 +159,7 @@ class ChunkRunner:
     policy: RetryPolicy
     mode: str
     inner: int
+    arg_name: str | None = None
     _local: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -280,6 +208,8 @@ class ChunkRunner:
             return failed
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        if self.arg_name and "item" in inputs_context.get("batch", {}):
+            inputs[self.arg_name] = inputs_context["batch"]["item"]
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -366,7 +296,7 @@ class ChunkRunner:
 _POOL_LOCK = threading.Lock()
 
 
-@register_task("batch")
+@register_task("batch", inputs=BATCH_INPUTS)
 def batch_task(config: TaskConfig) -> dict[str, Any]:
     """Run ``inputs.task`` for every item of ``inputs.items`` (see the module docstring).
 
@@ -383,9 +313,17 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             '(e.g. items: "{{ steps.list.result }}")',
             "batch",
         )
-    chunk_size = _positive(config, "chunk_size", 20)
-    concurrency = _positive(
-        config, "max_concurrency", int(config.settings.get("max_concurrency", 4))
+    unknown = sorted(set(config.inputs) - BATCH_INPUTS)
+    if unknown:
+        raise TaskError(
+            f"step `{config.name}`: the batch task has no input `{unknown[0]}`."
+            f"{did_you_mean(unknown[0], BATCH_INPUTS)} Its inputs: "
+            f"{', '.join(sorted(BATCH_INPUTS))}.",
+            "batch",
+        )
+    chunk_size = _aliased(config, "chunk_size", "batch_size", 20)
+    concurrency = _aliased(
+        config, "max_concurrency", "max_workers", int(config.settings.get("max_concurrency", 4))
     )
     mode = str(config.inputs.get("mode", "item"))
     if mode not in ("item", "chunk"):
@@ -400,12 +338,21 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise TaskError(f"step `{config.name}`: a batch task cannot nest another batch", "batch")
     handler = get_task(nested_type)
     nested_inputs = nested.get("inputs") or {}
-    policy = _policy(config.inputs.get("retry"))
+    policy = _policy(config.inputs.get("retry"), config.name)
+    arg_name = config.inputs.get("arg_name")
+    if arg_name is not None and (not isinstance(arg_name, str) or not arg_name.isidentifier()):
+        raise TaskError(
+            f"step `{config.name}`: `arg_name` is {arg_name!r}; expected a name such as item",
+            "batch",
+        )
     context = BatchContext(
-        config.context, name=config.name, total=len(items), chunk_size=chunk_size
+        config.context,
+        name=config.name,
+        total=len(items),
+        chunk_size=chunk_size,
+        arg_name=arg_name,
     )
-    key_field = config.inputs.get("key")
-    keyed: Any = (lambda pair: pair[0]) if not key_field else (lambda pair: pair[1][key_field])
+    keyed = _key_function(config, config.inputs.get("key"))
     is_async = inspect.iscoroutinefunction(handler)
     # `max_concurrency` items in flight: as many chunks at once as that allows (items of
     # a chunk then run one after another, with no pool overhead), and a pool inside each
@@ -436,6 +383,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         policy=policy,
         mode=mode,
         inner=inner,
+        arg_name=arg_name,
     )
     stop = run_chunk.stop_event()
     backend = config.settings.get("backend")
@@ -473,6 +421,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         }
 
     on_item = config.settings.get("on_progress")
+    failed_positions: set[int] = set()
     stopped: BatchRunError | None = None
     try:
         for outcome in stream:
@@ -491,11 +440,12 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                         "attempts": failure.attempts,
                         "time": time.time(),
                     }
+                    failed_positions.add(position)
                     extra["retried"] += max(0, failure.attempts - 1)
                     if failure.error_type == "TemplateError":
                         extra["template_failures"] += 1
                     continue
-                value, attempts = _unwrap(stored)
+                value, attempts = unwrap(stored)
                 results[position] = value
                 extra["retried"] += max(0, attempts - 1)
             if callable(on_item):
@@ -509,4 +459,12 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]
-    return {"results": results, "stats": step_stats(), "failed": failed}
+    stats: dict[str, Any] = step_stats()
+    stats["success_rate"] = (
+        (stats["processed"] / stats["total"] * 100.0) if stats["total"] else 100.0
+    )
+    processed = [item for index, item in enumerate(items) if index not in failed_positions]
+    return {"results": results, "processed": processed, "stats": stats, "failed": failed}
+
+
+__all__ = ["BATCH_INPUTS", "BatchContext", "BatchState", "ChunkRunner", "batch_task"]

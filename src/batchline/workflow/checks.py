@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from jinja2 import TemplateAssertionError, TemplateSyntaxError
+
 from batchline.workflow.schema import WorkflowSpec, did_you_mean
 from batchline.workflow.shellquote import UNSAFE_FILTERS
-from batchline.workflow.templating import references, unsafe_filters
+from batchline.workflow.templating import ENV, is_template, references, unsafe_filters
 from batchline.workflow.yamlfile import Located
 
 
@@ -22,12 +24,76 @@ def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...
             yield from _strings(child, (*path, key))
 
 
+def _sources(spec: WorkflowSpec) -> Iterator[tuple[tuple[Any, ...], str, str]]:
+    """Every template of the file: ``(path, text, step name)``."""
+    for name, value in spec.env.items():
+        if isinstance(value, str):
+            yield ("env", name), value, ""
+    for index, step in enumerate(spec.steps):
+        for path, text in _strings(step.inputs, ("steps", index, "inputs")):
+            yield path, text, step.name
+        for key in ("when", "condition"):
+            value = getattr(step, key)
+            if isinstance(value, str):
+                if key == "when" and not is_template(value):
+                    value = "{{ " + value + " }}"
+                yield ("steps", index, key), value, step.name
+        if step.on_error.message:
+            yield ("steps", index, "on_error", "message"), step.on_error.message, step.name
+
+
+def template_problems(spec: WorkflowSpec, located: Located) -> list[str]:
+    """Templates that do not compile: syntax errors, unknown filters and tests; each
+    with ``file:line`` (the template's own line added), the step and the expression."""
+    problems = []
+    for path, text, step in _sources(spec):
+        if not is_template(text):
+            continue
+        try:
+            ENV.compile(text)
+        except TemplateSyntaxError as exc:
+            base = located.line_of(path) or 0
+            # A block scalar (`|`) starts on the line after its key.
+            offset = 1 if "\n" in text and base else 0
+            line = base + offset + (exc.lineno or 1) - 1
+            lines = text.splitlines()
+            quoted = (
+                lines[exc.lineno - 1].strip() if exc.lineno and exc.lineno <= len(lines) else text
+            )
+            where = f"step `{step}`, " if step else ""
+            key = ".".join(str(p) for p in path[2:]) if step else ".".join(map(str, path))
+            if isinstance(exc, TemplateAssertionError):
+                from batchline.workflow.templating import _assertion  # noqa: PLC0415
+
+                detail = _assertion(exc)
+            else:
+                detail = f"template syntax error: {exc.message}"
+            problems.append(f"{located.source}:{line}: {where}`{key}`: `{quoted}`: {detail}")
+    return problems
+
+
+def static_warnings(spec: WorkflowSpec, located: Located) -> list[str]:
+    """Things that are valid but probably not meant: a ``condition`` without braces
+    is plain text, never ``True``, so its step never runs (yaml-workflow's meaning)."""
+    warnings = []
+    for index, step in enumerate(spec.steps):
+        if isinstance(step.condition, str) and not is_template(step.condition):
+            warnings.append(
+                f"{located.where(('steps', index, 'condition'))}: step `{step.name}`: "
+                f"`condition: {step.condition}` has no braces, so it is text, never True, "
+                "and the step never runs (as in yaml-workflow). Write "
+                f'condition: "{{{{ {step.condition} }}}}", or when: "{step.condition}".'
+            )
+    return warnings
+
+
 def static_problems(spec: WorkflowSpec, located: Located) -> list[str]:
-    """References to steps not defined before use, and to undeclared args.
+    """Templates that do not compile, references to steps not defined before use, and to
+    undeclared args.
 
     ``args.x | default(...)`` is allowed for an undeclared ``x`` (it has a fallback).
     """
-    problems: list[str] = []
+    problems: list[str] = template_problems(spec, located)
     declared = set(spec.params)
     names = [step.name for step in spec.steps]
     env_strings = [(("env", k), v) for k, v in spec.env.items() if isinstance(v, str)]
@@ -36,8 +102,12 @@ def static_problems(spec: WorkflowSpec, located: Located) -> list[str]:
     for index, step in enumerate(spec.steps):
         before = set(names[:index])
         sources = list(_strings(step.inputs, ("steps", index, "inputs")))
-        if isinstance(step.when, str):
-            sources.append((("steps", index, "when"), step.when))
+        for key in ("when", "condition"):
+            value = getattr(step, key)
+            if isinstance(value, str):
+                if key == "when" and not is_template(value):
+                    value = "{{ " + value + " }}"
+                sources.append((("steps", index, key), value))
         for path, text in sources:
             problems += _check(text, path, declared, before, names, located)
     return problems

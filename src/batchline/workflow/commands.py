@@ -18,28 +18,34 @@ from batchline.engine import child_run_id, is_child_of, split_run_id
 from batchline.errors import BatchlineError, StateError
 from batchline.redact import MASK, Redactor, active
 from batchline.state import SQLiteStateStore
-from batchline.workflow.checks import static_problems, unsafe_uses
+from batchline.workflow.checks import static_problems, static_warnings, unsafe_uses
 from batchline.workflow.errors import WorkflowError
+from batchline.workflow.params import convert_param
 from batchline.workflow.runner import (
     EXIT_INVALID,
     STATE_FILE,
     WorkflowResult,
     WorkflowRunner,
-    convert_param,
     find_resumable,
     load_workflow,
     param_changes,
+    parse_located,
     run_info,
 )
-from batchline.workflow.schema import WorkflowSpec, parse_workflow
-from batchline.workflow.tasks import known_tasks
+from batchline.workflow.schema import WorkflowSpec
 from batchline.workflow.yamlfile import load_file
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``name=value`` pairs (yaml-workflow's ``--name=value`` too)."""
     params: dict[str, str] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
+        text = pair[2:] if pair.startswith("--") else pair
+        name, sep, value = text.partition("=")
+        if pair.startswith("-") and not sep:
+            raise WorkflowError(
+                [f"unknown option {pair!r}; see `batchline run --help` (params are name=value)"]
+            )
         if not sep or not name:
             raise WorkflowError(
                 [f"argument {pair!r} is not name=value; pass params as name=value, e.g. chunk=20"]
@@ -51,6 +57,11 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 def _redactor() -> Redactor:
     """Secrets of this process (registered ones and secret-looking env names)."""
     return active().merged(Redactor.from_env(os.environ))
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """``--skip-steps a,b --skip-steps c`` as ``[a, b, c]``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def _fail_invalid(error: WorkflowError) -> None:
@@ -137,9 +148,9 @@ def _common(func: Any) -> Any:
 def register(main: click.Group) -> None:
     """Add the workflow commands to the ``batchline`` group."""
 
-    @main.command("run")
+    @main.command("run", context_settings={"ignore_unknown_options": True})
     @click.argument("workflow", type=click.Path(dir_okay=False))
-    @click.argument("params", nargs=-1)
+    @click.argument("params", nargs=-1, type=click.UNPROCESSED)
     @click.option(
         "--resume",
         "resume",
@@ -147,12 +158,27 @@ def register(main: click.Group) -> None:
         help="Resume the latest unfinished run of this workflow.",
     )
     @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @click.option("--flow", default=None, help="Run this flow of the workflow's `flows`.")
+    @click.option("--start-from", default=None, help="Begin at this step.")
+    @click.option(
+        "--skip-steps", multiple=True, help="Steps not to run (comma-separated, repeatable)."
+    )
+    @click.option(
+        "--dry-run",
+        "-n",
+        is_flag=True,
+        help="Show what would run, with rendered inputs; run nothing.",
+    )
     @_common
     def run_command(
         workflow: str,
         params: tuple[str, ...],
         resume: bool,
         force: bool,
+        flow: str | None,
+        start_from: str | None,
+        skip_steps: tuple[str, ...],
+        dry_run: bool,
         workspace: str | None,
         quiet: bool,
         output: str,
@@ -160,7 +186,7 @@ def register(main: click.Group) -> None:
         ray_address: str | None,
         confine_paths: bool | None,
     ) -> None:
-        """Run WORKFLOW (a YAML file) with params given as name=value."""
+        """Run WORKFLOW (a YAML file) with params given as name=value (or --name=value)."""
         try:
             spec = load_workflow(workflow)
             given = _parse_params(params)
@@ -178,6 +204,7 @@ def register(main: click.Group) -> None:
                 else:
                     run_id = info.run_id
                     given = _merge_resume_params(spec, info.meta.get("params", {}), given, force)
+                    flow = flow or info.meta.get("flow")  # a resume keeps its flow
             runner = WorkflowRunner(
                 spec,
                 source=workflow,
@@ -188,10 +215,16 @@ def register(main: click.Group) -> None:
                 backend=backend,
                 ray_address=ray_address,
                 confine_paths=confine_paths or None,
+                flow=flow,
+                start_from=start_from,
+                skip_steps=_split(skip_steps),
+                dry_run=dry_run,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
             return
+        if dry_run:
+            runner.out = sys.stdout
         _execute(runner, output, quiet)
 
     @main.command("resume")
@@ -233,6 +266,7 @@ def register(main: click.Group) -> None:
                 backend=backend,
                 ray_address=ray_address,
                 confine_paths=confine_paths or None,
+                flow=meta.get("flow"),
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -245,14 +279,14 @@ def register(main: click.Group) -> None:
         """Check WORKFLOW without running it: schema, task types, and references."""
         try:
             located = load_file(workflow)
-            spec = parse_workflow(located, known_tasks)
+            spec = parse_located(located)
         except WorkflowError as exc:
             _fail_invalid(exc)
             return
         problems = static_problems(spec, located)
         if problems:
             _fail_invalid(WorkflowError(problems, workflow))
-        for warning in unsafe_uses(spec, located):
+        for warning in [*static_warnings(spec, located), *unsafe_uses(spec, located)]:
             click.echo(f"warning: {warning}", err=True)
         click.echo(f"{workflow}: ok ({len(spec.steps)} steps, {len(spec.params)} params)")
 
@@ -292,8 +326,11 @@ def register(main: click.Group) -> None:
         rows = []
         for record in store.iter_items(sub_run):
             value = record.result
+            attempts = record.attempts
             if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
-                value = value[0]
+                # The batch task keeps [result, attempts]: its item retries happen inside
+                # one engine attempt, so the engine's count alone would say 1.
+                value, attempts = value[0], max(attempts, value[1])
             rows.append(
                 {
                     "key": record.key,
@@ -301,7 +338,7 @@ def register(main: click.Group) -> None:
                     "status": record.status,
                     "result": value,
                     "error": record.message,
-                    "attempts": record.attempts,
+                    "attempts": attempts,
                 }
             )
         rows = _redactor().data(rows)

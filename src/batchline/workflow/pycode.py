@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
 if TYPE_CHECKING:
-    from batchline.workflow.tasks import TaskConfig
+    from batchline.workflow.task_api import TaskConfig
 
 #: Task types whose ``code`` input is Python source (extend for aliases).
 CODE_TASKS: set[str] = {"python", "python_code"}
@@ -58,7 +58,8 @@ def code_scope(config: TaskConfig, inputs: Mapping[str, Any]) -> dict[str, Any]:
             **{name: context.get(name, {}) for name in ("args", "env", "steps", "workflow")},
             "batch": context.get("batch", {}),
             "context": context,
-            "workspace": config.workspace,
+            # yaml-workflow's built-in `workspace` variable when the run set one
+            "workspace": context.get("workspace", str(config.workspace)),
             "config": config,
             "result": None,
         }

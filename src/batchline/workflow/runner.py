@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,101 +25,31 @@ from batchline.errors import RunInterrupted, StateError
 from batchline.redact import Redactor, register
 from batchline.state import RunInfo, SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
+from batchline.workflow import compat as _compat  # noqa: F401 - registers yaml-workflow's tasks
 from batchline.workflow.errors import TemplateError, WorkflowError
-from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
+from batchline.workflow.flows import decide, error_info, jump_plan, plan
+from batchline.workflow.params import convert_param, resolve_params
+from batchline.workflow.results import to_json
+from batchline.workflow.schema import StepSpec, WorkflowSpec, parse_workflow
 from batchline.workflow.stepinputs import render_inputs
-from batchline.workflow.tasks import TaskConfig, get_task, known_tasks
-from batchline.workflow.templating import Namespace, render
-from batchline.workflow.yamlfile import load_file
+from batchline.workflow.tasks import TaskConfig, get_task, import_task_modules, known_tasks
+from batchline.workflow.templating import Namespace, render, set_search_path
+from batchline.workflow.yamlfile import Located, load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 STATE_FILE = "state.db"
-_TRUE = {"true", "yes", "on", "1", "y"}
-_FALSE = {"false", "no", "off", "0", "n", ""}
 
 
 def load_workflow(path: str | Path) -> WorkflowSpec:
     """Read and validate a workflow file (``WorkflowError`` lists every problem)."""
-    return parse_workflow(load_file(path), known_tasks)
+    return parse_located(load_file(path))
 
 
-def convert_param(name: str, spec: ParamSpec, raw: Any) -> Any:
-    """A command-line value converted to the param's declared type."""
-    if not isinstance(raw, str):
-        return raw
-    text = raw.strip()
-    try:
-        if spec.type == "integer":
-            return int(text)
-        if spec.type == "number":
-            return float(text)
-        if spec.type == "boolean":
-            lowered = text.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(text)
-        if spec.type == "list":
-            if text.startswith("["):
-                value = json.loads(text)
-                if not isinstance(value, list):
-                    raise ValueError(text)
-                return value
-            return [part.strip() for part in text.split(",") if part.strip()]
-        if spec.type == "object":
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                raise ValueError(text)
-            return value
-    except (ValueError, json.JSONDecodeError):
-        examples = {
-            "integer": "20",
-            "number": "0.5",
-            "boolean": "true or false",
-            "list": "a,b,c or [1, 2]",
-            "object": '{"k": "v"}',
-        }
-        raise WorkflowError(
-            [
-                f"param `{name}` is {raw!r}, which is not {_article(spec.type)} (e.g. {name}="
-                f"{examples[spec.type]})"
-            ]
-        ) from None
-    return raw
-
-
-def _article(kind: str) -> str:
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
-def resolve_params(spec: WorkflowSpec, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Declared params (converted, defaults, required, choices) plus undeclared extras."""
-    problems: list[str] = []
-    values: dict[str, Any] = {}
-    for name, param in spec.params.items():
-        if name in given:
-            try:
-                values[name] = convert_param(name, param, given[name])
-            except WorkflowError as exc:
-                problems += exc.problems
-                continue
-        elif param.default is not None:
-            values[name] = param.default
-        elif param.required:
-            problems.append(
-                f"param `{name}` is required ({param.description or param.type}); pass {name}=VALUE"
-            )
-            continue
-        else:
-            values[name] = None
-        if param.choices is not None and values[name] not in param.choices:
-            problems.append(f"param `{name}` is {values[name]!r}; expected one of {param.choices}")
-    for name, value in given.items():
-        values.setdefault(name, value)
-    if problems:
-        raise WorkflowError(problems)
-    return values
+def parse_located(located: Located) -> WorkflowSpec:
+    """Validate a parsed workflow file, after importing its ``settings.task_modules``
+    (so the custom task types they register are known)."""
+    import_task_modules(located)
+    return parse_workflow(located, known_tasks)
 
 
 @dataclass
@@ -195,6 +126,10 @@ class WorkflowRunner:
         progress: the engine's progress bar for batch steps (None: on a terminal).
         backend: where batch steps run (``local`` or ``ray``; default ``settings.backend``).
         ray_address: the Ray cluster to join.
+        flow: the flow to run (``flows:``; default: the file's default flow).
+        start_from: begin at this step (the earlier ones do not run).
+        skip_steps: steps not to run.
+        dry_run: print what would run, with the rendered inputs; run nothing, write nothing.
         lease_ttl: seconds of heartbeat silence after which another host may take the run
             over (None: the store's default). The run's session heartbeats every third of
             it, so a step running longer keeps its lease.
@@ -218,6 +153,10 @@ class WorkflowRunner:
         progress: bool | None = None,
         backend: str | None = None,
         ray_address: str | None = None,
+        flow: str | None = None,
+        start_from: str | None = None,
+        skip_steps: list[str] | None = None,
+        dry_run: bool = False,
         lease_ttl: float | None = None,
         confine_paths: bool | None = None,
     ) -> None:
@@ -237,6 +176,12 @@ class WorkflowRunner:
         self.store: SQLiteStateStore | None = None
         self.lease_ttl = lease_ttl
         self._session: RunSession | None = None
+        self._causes: dict[str, str] = {}
+        self.flow = flow
+        self.skip_steps = list(skip_steps or [])
+        self.dry_run = dry_run
+        self.plan = plan(spec, flow=flow, start_from=start_from, skip_steps=self.skip_steps)
+        self.workflow_dir = str(Path(self.source).parent) if self.source else str(self.base_dir)
         self.confine_paths = (
             spec.settings.confine_paths if confine_paths is None else bool(confine_paths)
         )
@@ -261,7 +206,11 @@ class WorkflowRunner:
             print(self.redactor.text(text), file=self.out, flush=True)
 
     def run(self) -> WorkflowResult:
-        """Run every step in order; return the result (never raises for step failures)."""
+        """Run the planned steps in order; return the result (never raises for step
+        failures)."""
+        set_search_path(self.workflow_dir, self.base_dir)
+        if self.dry_run:
+            return self._dry_run()
         self.workspace.mkdir(parents=True, exist_ok=True)
         path = self.workspace / STATE_FILE
         self.store = (
@@ -269,7 +218,7 @@ class WorkflowRunner:
             if self.lease_ttl is None
             else SQLiteStateStore(path, lease_ttl=self.lease_ttl)
         )
-        started_at = time.time()
+        run_number = self._run_number()
         meta = {
             "kind": "workflow",
             "workflow": self.spec.name,
@@ -277,20 +226,12 @@ class WorkflowRunner:
             "params": self.redactor.data(_jsonable(self.params)),
             "base_dir": str(self.base_dir),
             "workspace": str(self.workspace),
+            "run_number": run_number,
+            "flow": self.flow,
         }
         self._session = RunSession(self.store, self.run_id, meta=meta).open()
         records = self._load_records() if self.resuming else {}
-        namespaces: dict[str, Any] = {
-            "args": Namespace(self.params),
-            "env": Namespace(),
-            "steps": Namespace(),
-            "workflow": Namespace(
-                name=self.spec.name,
-                run_id=self.run_id,
-                workspace=str(self.workspace),
-                started_at=started_at,
-            ),
-        }
+        namespaces = self._namespaces(run_number)
         result = WorkflowResult(self.run_id, "running")
         try:
             namespaces["env"] = self._environment(namespaces)
@@ -298,35 +239,7 @@ class WorkflowRunner:
                 Redactor.from_env(namespaces["env"], self.spec.secrets)
             )
             register(self.redactor)
-            for index, step in enumerate(self.spec.steps):
-                previous = records.get(step.name)
-                if previous is not None and previous.status in ("completed", "skipped"):
-                    namespaces["steps"][step.name] = _namespace(previous)
-                    result.steps[step.name] = previous
-                    self._say(
-                        f"[{index + 1}/{len(self.spec.steps)}] {step.name}: {previous.status}"
-                        " before, restored"
-                    )
-                    continue
-                before = _llm_usage()
-                record = self._redacted(self._run_step(index, step, namespaces))
-                record.usage = _usage_delta(before, _llm_usage())
-                result.steps[step.name] = record
-                namespaces["steps"][step.name] = _namespace(record)
-                self._commit(index, step, record)
-                if record.status == "failed" and step.on_error.action == "fail":
-                    result.status = "failed"
-                    result.exit_code = EXIT_FAILED
-                    result.message = f"step `{step.name}` failed: {record.error}"
-                    break
-            else:
-                failed = [n for n, r in result.steps.items() if r.status == "failed"]
-                result.status = "completed"
-                result.message = (
-                    f"done; steps that failed (on_error: continue): {', '.join(failed)}"
-                    if failed
-                    else "done"
-                )
+            self._run_plan(namespaces, records, result)
         except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
@@ -344,6 +257,152 @@ class WorkflowRunner:
             )
             self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
+        return result
+
+    def _run_number(self) -> int:
+        """1 + the runs of this workflow before this one (a resume keeps its number)."""
+        assert self.store is not None
+        runs = [
+            info
+            for info in self.store.list_runs()
+            if info.meta.get("kind") == "workflow" and info.meta.get("workflow") == self.spec.name
+        ]
+        for info in runs:
+            if info.run_id == self.run_id and info.meta.get("run_number"):
+                return int(info.meta["run_number"])
+        return len([info for info in runs if info.run_id != self.run_id]) + 1
+
+    def _namespaces(self, run_number: int) -> dict[str, Any]:
+        """``args``, ``env``, ``steps``, ``workflow``, and yaml-workflow's root built-ins."""
+        timestamp = datetime.now().isoformat()
+        return {
+            "args": Namespace(self.params),
+            "env": Namespace(),
+            "steps": Namespace(),
+            "workflow": Namespace(
+                name=self.spec.name,
+                run_id=self.run_id,
+                workspace=str(self.workspace),
+                started_at=time.time(),
+                file=self.source,
+                run_number=run_number,
+                timestamp=timestamp,
+            ),
+            # yaml-workflow's top-level names; `workspace` is where relative paths resolve.
+            "workflow_name": self.spec.name,
+            "run_number": run_number,
+            "timestamp": timestamp,
+            "workspace": str(self.base_dir),
+            "workflow_file": self.source,
+            "error": None,
+        }
+
+    def _run_plan(
+        self, namespaces: dict[str, Any], records: dict[str, StepRecord], result: WorkflowResult
+    ) -> None:
+        steps = list(self.plan)
+        total = len(steps)
+        position = 0
+        jumped: str | None = None
+        done: set[str] = set()
+        while position < len(steps):
+            step = steps[position]
+            position += 1
+            if step.name in done:
+                continue
+            done.add(step.name)
+            index = self._index[step.name]
+            previous = records.get(step.name)
+            if previous is not None and previous.status in ("completed", "skipped"):
+                namespaces["steps"][step.name] = _namespace(previous)
+                result.steps[step.name] = previous
+                self._say(f"[{position}/{total}] {step.name}: {previous.status} before, restored")
+                continue
+            before = _llm_usage()
+            record = self._redacted(self._run_step(f"[{position}/{total}]", step, namespaces))
+            record.usage = _usage_delta(before, _llm_usage())
+            result.steps[step.name] = record
+            namespaces["steps"][step.name] = _namespace(record)
+            self._commit(index, step, record)
+            if record.status != "failed":
+                continue
+            namespaces["error"] = error_info(
+                step.name,
+                self._causes.get(step.name, record.error or ""),
+                record.error_type or "Error",
+                record.attempts,
+            )
+            on_error = step.on_error
+            if on_error.action in ("continue", "skip"):
+                continue  # as in yaml-workflow, continue wins over next
+            if on_error.next:
+                self._say(f"{step.name}: failed; jumping to `{on_error.next}` (on_error.next)")
+                jumped = jumped or step.name
+                steps = jump_plan(self.spec, on_error.next, self.skip_steps)
+                total, position = len(steps), 0
+                continue
+            result.status = "failed"
+            result.exit_code = EXIT_FAILED
+            result.message = f"step `{step.name}` failed: {record.error}"
+            return
+        failed = [n for n, r in result.steps.items() if r.status == "failed"]
+        result.status = "completed"
+        if jumped:
+            result.message = f"done; step `{jumped}` failed and on_error.next handled it"
+        elif failed:
+            result.message = f"done; steps that failed (on_error: continue): {', '.join(failed)}"
+        else:
+            result.message = "done"
+
+    @property
+    def _index(self) -> dict[str, int]:
+        return {step.name: index for index, step in enumerate(self.spec.steps)}
+
+    def _dry_run(self) -> WorkflowResult:
+        """Print each planned step, whether it would run, and its rendered inputs."""
+        result = WorkflowResult(self.run_id, "dry-run", message="dry run: nothing was run")
+        namespaces = self._namespaces(0)
+        out = self.out or sys.stdout
+
+        def say(text: str) -> None:
+            print(self.redactor.text(text), file=out, flush=True)
+
+        namespaces["env"] = self._environment(namespaces)
+        say(f"[dry-run] workflow {self.spec.name}: {len(self.plan)} steps")
+        for position, step in enumerate(self.plan, 1):
+            label = f"[dry-run] [{position}/{len(self.plan)}] {step.name} ({step.task})"
+            try:
+                decision = decide(step, namespaces, max_size=self.spec.settings.max_render_size)
+            except TemplateError as exc:
+                say(f"{label}: when cannot be judged before running: {exc}")
+                decision = None
+            if decision is not None and not decision.run:
+                say(f"{label}: would skip ({decision.reason})")
+                namespaces["steps"][step.name] = Namespace(
+                    result=None, status="skipped", error=None
+                )
+                result.steps[step.name] = StepRecord("skipped")
+                continue
+            say(f"{label}: would run")
+            raw = {
+                k: v for k, v in step.inputs.items() if not (step.task == "batch" and k == "task")
+            }
+            for key, value in raw.items():
+                try:
+                    shown = repr(
+                        render_inputs(
+                            step.task,
+                            {key: value},
+                            namespaces,
+                            step=step.name,
+                            max_size=self.spec.settings.max_render_size,
+                        )[key]
+                    )
+                except TemplateError:
+                    shown = f"{value!r} (needs the results of earlier steps)"
+                say(f"    {key}: {shown[:200]}")
+            namespaces["steps"][step.name] = Namespace(result=None, status="completed", error=None)
+            result.steps[step.name] = StepRecord("would run")
         return result
 
     # -- steps ------------------------------------------------------------------------
@@ -368,26 +427,17 @@ class WorkflowRunner:
             env[name] = "" if rendered is None else str(rendered)
         return env
 
-    def _run_step(self, index: int, step: StepSpec, namespaces: dict[str, Any]) -> StepRecord:
-        label = f"[{index + 1}/{len(self.spec.steps)}] {step.name} ({step.task})"
+    def _run_step(self, position: str, step: StepSpec, namespaces: dict[str, Any]) -> StepRecord:
+        label = f"{position} {step.name} ({step.task})"
         started = time.perf_counter()
-        if step.when is not None:
-            try:
-                condition = render(
-                    step.when,
-                    namespaces,
-                    step=step.name,
-                    input_key="when",
-                    max_size=self.spec.settings.max_render_size,
-                )
-            except TemplateError as exc:
-                self._say(f"{label}: template error: {exc}")
-                return StepRecord("failed", error=str(exc), error_type="TemplateError")
-            if isinstance(condition, str):
-                condition = condition.strip().lower() not in _FALSE
-            if not condition:
-                self._say(f"{label}: skipped (when is false)")
-                return StepRecord("skipped")
+        try:
+            decision = decide(step, namespaces, max_size=self.spec.settings.max_render_size)
+        except TemplateError as exc:
+            self._say(f"{label}: template error: {exc}")
+            return StepRecord("failed", error=str(exc), error_type="TemplateError")
+        if not decision.run:
+            self._say(f"{label}: skipped ({decision.reason})")
+            return StepRecord("skipped")
         raw = dict(step.inputs)
         nested = raw.pop("task", None) if step.task == "batch" else None
         try:
@@ -400,12 +450,7 @@ class WorkflowRunner:
             )
         except TemplateError as exc:
             self._say(f"{label}: template error: {exc}")
-            return StepRecord(
-                "failed",
-                error=str(exc),
-                error_type="TemplateError",
-                duration=time.perf_counter() - started,
-            )
+            return self._failed(step, namespaces, exc, "TemplateError", 0, started)
         if nested is not None:
             inputs["task"] = nested
         config = TaskConfig(
@@ -417,7 +462,7 @@ class WorkflowRunner:
             context=namespaces,
             raw_inputs=step.inputs,
             settings={
-                "max_concurrency": self.spec.settings.max_concurrency,
+                "max_concurrency": self.spec.settings.concurrency,
                 "store": self.store,
                 "run_id": self.run_id,
                 "progress": self.progress,
@@ -426,13 +471,14 @@ class WorkflowRunner:
                 "confine_paths": self.confine_paths,
                 "max_render_size": self.spec.settings.max_render_size,
                 "redactor": self.redactor,
+                "workflow_dir": self.workflow_dir,
             },
         )
         self._say(f"{label} ...")
 
         def call() -> Any:
-            value = get_task(step.task)(config)
-            return resolve_awaitable(value)
+            value = resolve_awaitable(get_task(step.task)(config))
+            return to_json(value, step.name)
 
         def retrying(attempt: int, error: BaseException, delay: float) -> None:
             self._say(f"{label}: attempt {attempt} failed ({error}); retrying in {delay:.1f}s")
@@ -441,21 +487,16 @@ class WorkflowRunner:
         attempt = done.attempts
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
-            return StepRecord(
-                "failed",
-                error=str(done.error),
-                error_type=type(done.error).__name__,
-                duration=time.perf_counter() - started,
-                attempts=attempt,
+            return self._failed(
+                step, namespaces, done.error, type(done.error).__name__, attempt, started
             )
         value = done.value
         duration = time.perf_counter() - started
-        value = _jsonable(value)
         if step.task == "batch" and value["stats"]["failed"]:
             stats = value["stats"]
             error = f"{stats['failed']} of {stats['total']} items failed"
-            first = next(iter(value["failed"].values()))
-            error += f" (first: {first['error_type']}: {first['error']})"
+            key, first = next(iter(value["failed"].items()))
+            error += f" (first: item `{key}`: {first['error_type']}: {first['error']})"
             self._say(f"{label}: {error}")
             return StepRecord(
                 "failed",
@@ -467,6 +508,38 @@ class WorkflowRunner:
             )
         self._say(f"{label}: done in {duration:.2f}s" + _summary(value))
         return StepRecord("completed", result=value, duration=duration, attempts=attempt)
+
+    def _failed(
+        self,
+        step: StepSpec,
+        namespaces: dict[str, Any],
+        error: BaseException,
+        error_type: str,
+        attempts: int,
+        started: float,
+    ) -> StepRecord:
+        """A failed step's record; ``on_error.message`` (a template seeing ``error``)
+        replaces the error text when given."""
+        text = str(error)
+        self._causes[step.name] = text  # `error.message` is the error, not on_error.message
+        if step.on_error.message:
+            context = {**namespaces, "error": error_info(step.name, error, error_type, attempts)}
+            try:
+                text = str(
+                    render(
+                        step.on_error.message, context, step=step.name, input_key="on_error.message"
+                    )
+                )
+            except TemplateError as exc:
+                text = f"{error} (on_error.message did not render: {exc})"
+            self._say(f"{step.name}: {text}")
+        return StepRecord(
+            "failed",
+            error=text,
+            error_type=error_type,
+            duration=time.perf_counter() - started,
+            attempts=attempts,
+        )
 
     def _resolve_backend(self) -> Any:
         if self._backend is None:
@@ -546,7 +619,7 @@ def _summary(value: Any) -> str:
 
 
 def _step_policy(step: StepSpec) -> RetryPolicy:
-    retry = step.on_error.retry
+    retry = step.retry_spec()
     if retry is None or step.task == "batch":
         return RetryPolicy.none()  # a batch step retries per item itself
     return retry.policy()

@@ -6,78 +6,273 @@ Problems carry ``file:line`` and, for an unknown key or task, the closest valid 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from batchline.engine import RetryPolicy
 from batchline.workflow.errors import WorkflowError
-from batchline.workflow.pycode import CODE_TASKS, code_problem
 from batchline.workflow.sandbox import DEFAULT_MAX_RENDER_SIZE
 from batchline.workflow.yamlfile import Located
 
-ParamType = Literal["string", "integer", "number", "boolean", "list", "object"]
+ParamType = Literal[
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "list",
+    "object",
+    "array",
+    "dict",
+    "str",
+    "int",
+    "float",
+    "bool",
+]
+# yaml-workflow's spellings of the same types.
+TYPE_ALIASES = {
+    "array": "list",
+    "dict": "object",
+    "str": "string",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+}
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ItemSpec(_Strict):
+    """The type of each element of a list param (``items: {type: number}``)."""
+
+    type: ParamType = "string"
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The canonical type name."""
+        return TYPE_ALIASES.get(self.type, self.type)
+
+
 class ParamSpec(_Strict):
-    """A declared parameter: ``name=value`` on the command line, ``args.name`` in templates."""
+    """A declared parameter: ``name=value`` on the command line, ``args.name`` in templates.
+
+    Constraints (checked on the default at validate time and on the given value at run
+    time): ``choices`` (``enum`` and ``allowedValues`` are yaml-workflow's names for it),
+    ``minLength``/``maxLength`` (strings), ``minItems``/``maxItems`` and ``items`` (lists:
+    ``items: {type: number}`` types each element), ``minimum``/``maximum`` (numbers),
+    ``pattern`` (a regular expression a string must match).
+    """
 
     type: ParamType = "string"
     default: Any = None
     required: bool = False
     choices: list[Any] | None = None
+    enum: list[Any] | None = None
+    allowedValues: list[Any] | None = None  # noqa: N815 - yaml-workflow's key
+    minLength: int | None = Field(None, ge=0)  # noqa: N815 - yaml-workflow's key
+    maxLength: int | None = Field(None, ge=0)  # noqa: N815 - yaml-workflow's key
+    minItems: int | None = Field(None, ge=0)  # noqa: N815 - yaml-workflow's key
+    maxItems: int | None = Field(None, ge=0)  # noqa: N815 - yaml-workflow's key
+    items: ItemSpec | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
     description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The canonical type name (``array`` is ``list``, ``dict`` is ``object`` ...)."""
+        return TYPE_ALIASES.get(self.type, self.type)
+
+    @property
+    def allowed(self) -> list[Any] | None:
+        """The allowed values, whichever key declared them."""
+        for values in (self.choices, self.enum, self.allowedValues):
+            if values is not None:
+                return values
+        return None
 
 
 class RetrySpec(_Strict):
-    """Retries: ``max_attempts`` in all, waiting ``delay`` then ``delay * backoff`` ..."""
+    """Retries: ``max_attempts`` in all, waiting ``delay`` then ``delay * backoff`` ...
+
+    ``delay`` is a minimum: with the default ``jitter: 0`` every wait is exactly the
+    computed one; ``jitter: 0.3`` lets waits spread over 70-100% of it (several workers
+    then do not retry in lock-step). ``backoff`` is a multiplier, or one of yaml-workflow's
+    words: ``fixed`` (1), ``linear`` (taken as 1.5) and ``exponential`` (2).
+    """
 
     max_attempts: int = Field(3, ge=1)
     delay: float = Field(0.5, ge=0)
-    backoff: float = Field(2.0, ge=1)
+    backoff: float | Literal["fixed", "linear", "exponential"] = 2.0
     max_delay: float = Field(30.0, ge=0)
+    jitter: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("backoff")
+    @classmethod
+    def _backoff_at_least_one(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and value < 1:
+            raise ValueError("backoff is a multiplier >= 1 (e.g. backoff: 2)")
+        return value
 
     def policy(self) -> RetryPolicy:
         """The engine's retry policy for this spec (template errors are terminal)."""
+        multiplier = self.backoff
+        if isinstance(multiplier, str):
+            multiplier = {"fixed": 1.0, "linear": 1.5, "exponential": 2.0}[multiplier]
         return RetryPolicy(
             max_attempts=self.max_attempts,
             backoff=self.delay,
-            multiplier=self.backoff,
-            max_backoff=self.max_delay,
+            multiplier=float(multiplier),
+            max_backoff=max(self.max_delay, self.delay),
+            jitter=self.jitter,
         )
 
 
-class OnErrorSpec(_Strict):
-    """What a failure of the step does: ``fail`` the run (default) or ``continue``."""
+OnErrorAction = Literal["fail", "continue", "retry", "next", "skip"]
 
-    action: Literal["fail", "continue"] = "fail"
-    retry: RetrySpec | None = None
+
+class OnErrorSpec(_Strict):
+    """What a failure of the step does.
+
+    ``action``: ``fail`` the run (default), ``continue``, ``skip`` (same as continue),
+    ``retry`` (retry, then fail or jump to ``next``), ``next`` (jump to the step ``next``).
+    ``retry``: a :class:`RetrySpec`, or yaml-workflow's number of retries (``retry: 2``:
+    three attempts, ``delay`` seconds apart). ``message``: a template for the error kept
+    for the step; ``{{ error }}`` is the error (``error.step``, ``error.message``).
+    """
+
+    action: OnErrorAction = "fail"
+    retry: RetrySpec | int | None = None
+    delay: float | None = Field(None, ge=0)
+    next: str | None = None
+    message: str | None = None
+
+    @field_validator("retry")
+    @classmethod
+    def _retries_not_negative(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError("retry is a number of retries >= 0 (e.g. retry: 2)")
+        return value
+
+    def retry_spec(self) -> RetrySpec | None:
+        """The retries as a :class:`RetrySpec` (``retry: N`` means N retries, fixed delay)."""
+        if isinstance(self.retry, RetrySpec):
+            return self.retry
+        retries = self.retry
+        if retries is None and self.action == "retry":
+            retries = 3  # yaml-workflow's default number of retries
+        if isinstance(retries, int) and retries > 0:
+            return RetrySpec(max_attempts=retries + 1, delay=self.delay or 0.0, backoff="fixed")
+        return None
 
 
 class StepSpec(_Strict):
-    """One step of a workflow."""
+    """One step of a workflow.
+
+    ``when`` (batchline) and ``condition`` (yaml-workflow) both decide whether the step
+    runs. ``when`` is an expression (braces optional) judged by truth; ``condition`` keeps
+    yaml-workflow's meaning exactly: the template is rendered and the step runs only when
+    the text is ``True``. ``retry`` is yaml-workflow's step-level retry (a number of
+    attempts, or ``{max_attempts, delay, backoff}``).
+    """
 
     name: str = Field(min_length=1)
     task: str = Field(min_length=1)
     inputs: dict[str, Any] = Field(default_factory=dict)
     when: str | bool | None = None
+    condition: str | bool | None = None
     on_error: OnErrorSpec = Field(default_factory=OnErrorSpec)
+    retry: RetrySpec | int | None = None
     description: str = ""
+
+    @field_validator("on_error", mode="before")
+    @classmethod
+    def _on_error_shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, str) and value in ("continue", "fail", "skip"):
+            return {"action": value}
+        return value
+
+    @field_validator("retry")
+    @classmethod
+    def _attempts_at_least_one(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError("retry is a number of attempts >= 1 (e.g. retry: 3)")
+        return value
+
+    def retry_spec(self) -> RetrySpec | None:
+        """This step's retries: ``on_error`` first, then the step-level ``retry``."""
+        spec = self.on_error.retry_spec()
+        if spec is not None:
+            return spec
+        if isinstance(self.retry, RetrySpec):
+            return self.retry
+        if isinstance(self.retry, int) and self.retry > 1:
+            return RetrySpec(
+                max_attempts=self.retry, delay=self.on_error.delay or 0.0, backoff="fixed"
+            )
+        return None
+
+
+class ErrorHandlingSpec(_Strict):
+    """yaml-workflow's ``settings.error_handling``: batchline is always strict and always
+    shows the available names, so only those values are accepted."""
+
+    undefined_variables: Literal["strict"] = "strict"
+    show_available: bool = True
 
 
 class SettingsSpec(_Strict):
-    """Run settings."""
+    """Run settings.
+
+    ``max_workers`` is yaml-workflow's name for ``max_concurrency``; ``task_modules``
+    are Python modules imported before the workflow is checked (custom tasks registered
+    with ``@register_task()``; the workflow's folder is on the import path);
+    ``log_level`` sets the level of batchline's loggers.
+    """
 
     max_concurrency: int = Field(4, ge=1)
+    max_workers: int | None = Field(None, ge=1)
     workspace: str = ".batchline"
     backend: Literal["local", "ray"] = "local"
     confine_paths: bool = False
     max_render_size: int = Field(DEFAULT_MAX_RENDER_SIZE, ge=1)
+    task_modules: list[str] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    error_handling: ErrorHandlingSpec | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Items in flight: ``max_workers`` when given, else ``max_concurrency``."""
+        return self.max_workers or self.max_concurrency
+
+
+class FlowsSpec(_Strict):
+    """yaml-workflow's ``flows``: named step sequences, one run with ``--flow NAME``.
+
+    ``definitions`` is a list of one-key mappings ``{NAME: [step, ...]}``; ``default``
+    names the flow run without ``--flow`` (``all``, or no flows at all, runs every step).
+    """
+
+    default: str | None = None
+    definitions: list[dict[str, list[str]]] = Field(default_factory=list)
+
+    def names(self) -> list[str]:
+        """The flow names, in order."""
+        return [name for definition in self.definitions for name in definition]
+
+    def steps_of(self, name: str) -> list[str] | None:
+        """The steps of flow ``name`` (None if there is no such flow)."""
+        for definition in self.definitions:
+            if name in definition:
+                return list(definition[name])
+        return None
 
 
 class WorkflowSpec(_Strict):
@@ -90,47 +285,137 @@ class WorkflowSpec(_Strict):
     secrets: list[str] = Field(default_factory=list)
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     steps: list[StepSpec] = Field(min_length=1)
+    flows: FlowsSpec | None = None
 
     @field_validator("params", mode="before")
     @classmethod
     def _params_from_names(cls, value: Any) -> Any:
-        return value if value is not None else {}
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            # yaml-workflow's short form `name: value` is a param with that default.
+            return {
+                name: spec if isinstance(spec, dict) else {"default": spec, "type": _type_of(spec)}
+                for name, spec in value.items()
+            }
+        return value
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
 
 
 _FIELDS: dict[str, list[str]] = {
-    "root": ["name", "description", "params", "args", "env", "secrets", "settings", "steps"],
+    "root": [
+        "name",
+        "description",
+        "params",
+        "args",
+        "env",
+        "secrets",
+        "settings",
+        "steps",
+        "flows",
+    ],
     "step": list(StepSpec.model_fields),
     "param": list(ParamSpec.model_fields),
     "settings": list(SettingsSpec.model_fields),
     "on_error": list(OnErrorSpec.model_fields),
     "retry": list(RetrySpec.model_fields),
+    "flows": list(FlowsSpec.model_fields),
+    "error_handling": list(ErrorHandlingSpec.model_fields),
+    "items": list(ItemSpec.model_fields),
+}
+
+# Names people write for a key that exists under another name: these win over
+# spelling-based guesses (`if` is `when`, not `inputs` because both are short).
+SYNONYMS: dict[str, dict[str, str]] = {
+    "step": {
+        "if": "when",
+        "cond": "condition",
+        "input": "inputs",
+        "args": "inputs",
+        "params": "inputs",
+        "parameters": "inputs",
+        "with": "inputs",
+        "type": "task",
+        "uses": "task",
+        "run": "task",
+        "retries": "retry",
+        "on_failure": "on_error",
+        "onerror": "on_error",
+        "desc": "description",
+    },
+    "param": {
+        "options": "choices",
+        "values": "choices",
+        "allowed": "choices",
+        "allowed_values": "allowedValues",
+        "min_length": "minLength",
+        "max_length": "maxLength",
+        "min_items": "minItems",
+        "max_items": "maxItems",
+        "min": "minimum",
+        "max": "maximum",
+        "regex": "pattern",
+        "desc": "description",
+        "optional": "required",
+        "kind": "type",
+    },
+    "on_error": {"retries": "retry", "goto": "next", "jump": "next", "then": "action"},
+    "retry": {
+        "attempts": "max_attempts",
+        "max_retries": "max_attempts",
+        "retries": "max_attempts",
+        "wait": "delay",
+        "multiplier": "backoff",
+        "max_wait": "max_delay",
+    },
+    "settings": {"concurrency": "max_concurrency", "workers": "max_workers"},
+    "root": {"parameters": "params", "inputs": "params", "tasks": "steps", "flow": "flows"},
 }
 
 
-def closest(name: str, options: Iterable[str]) -> str | None:
-    """The closest valid name, if any is close."""
-    matches = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
+def closest(
+    name: str, options: Iterable[str], synonyms: Mapping[str, str] | None = None
+) -> str | None:
+    """The closest valid name, if any is close: a known synonym first, then spelling.
+
+    Spelling counts only when the names are really alike (a misspelt ``conditon`` is
+    ``condition``; ``items`` is not ``choices``).
+    """
+    choices = list(options)
+    if synonyms and name in synonyms and synonyms[name] in choices:
+        return synonyms[name]
+    lowered = {option.lower(): option for option in choices}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    if not matches:
+        matches = [
+            option
+            for option in difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+            if option[0].lower() == name[:1].lower()
+        ][:1]
     return matches[0] if matches else None
 
 
-def did_you_mean(name: str, options: Iterable[str]) -> str:
+def did_you_mean(
+    name: str, options: Iterable[str], synonyms: Mapping[str, str] | None = None
+) -> str:
     """`` Did you mean `x`?`` or an empty string."""
-    match = closest(name, options)
+    match = closest(name, options, synonyms)
     return f" Did you mean `{match}`?" if match else ""
-
-
-def _kind(loc: tuple[Any, ...]) -> str:
-    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        if "retry" in loc[2:]:
-            return "retry"
-        if "on_error" in loc[2:]:
-            return "on_error"
-        return "step"
-    if loc and loc[0] == "params":
-        return "param"
-    if loc and loc[0] == "settings":
-        return "settings"
-    return "root"
 
 
 def parse_workflow(located: Located, known_tasks: Callable[[], Iterable[str]]) -> WorkflowSpec:
@@ -144,157 +429,33 @@ def parse_workflow(located: Located, known_tasks: Callable[[], Iterable[str]]) -
                 f"not a {type(data).__name__}"
             ]
         )
-    data = dict(data)
-    if "args" in data:
-        if "params" in data:
-            problems.append(
-                f"{located.where(('args',))}: use `params` or its alias `args`, not both"
-            )
-        data["params"] = data.pop("args")
-        if ("args",) in located.lines:
-            located.lines[("params",)] = located.lines[("args",)]
+    from batchline.workflow.problems import (  # noqa: PLC0415 - problems imports the models
+        describe_all,
+        flow_problems,
+        line_order,
+        normalise,
+        param_problems,
+        step_problems,
+    )
+
+    data = normalise(data, located, problems)
     spec: WorkflowSpec | None = None
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors():
-            problems.append(_describe(error, located))
-    problems += _step_problems(data.get("steps"), located, set(known_tasks()))
+        problems += describe_all(exc.errors(), located, data)
+    problems += step_problems(data.get("steps"), located, set(known_tasks()))
     if spec is not None:
-        problems += _param_problems(spec, located)
+        problems += param_problems(spec, located)
+        problems += flow_problems(spec, located)
     if problems:
-        raise WorkflowError(sorted(set(problems), key=_line_order))
+        raise WorkflowError(sorted(set(problems), key=line_order))
     assert spec is not None
     return spec
 
 
-def _line_order(problem: str) -> tuple[int, str]:
-    head = problem.split(": ", 1)[0]
-    line = head.rsplit(":", 1)[-1]
-    return (int(line) if line.isdigit() else 0, problem)
+def batch_retry_problem(spec: Any) -> str:
+    """What is wrong with a batch ``retry`` value (see ``problems``); empty: fine."""
+    from batchline.workflow.problems import batch_retry_problem as check  # noqa: PLC0415
 
-
-def _describe(error: Any, located: Located) -> str:
-    loc = tuple(error["loc"])
-    where = located.where(loc)
-    kind = error["type"]
-    dotted = ".".join(str(part) for part in loc) or "(top)"
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        hint = did_you_mean(name, _FIELDS[_kind(loc[:-1])])
-        return f"{where}: unknown key `{name}` in {_place(loc[:-1])}.{hint}"
-    if kind == "missing":
-        return f"{where}: {_place(loc[:-1])} is missing the required key `{loc[-1]}`"
-    found = error.get("input")
-    found_text = repr(found) if not isinstance(found, dict | list) else type(found).__name__
-    return f"{where}: `{dotted}`: {error['msg']} (found {found_text})"
-
-
-def _place(loc: tuple[Any, ...]) -> str:
-    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        rest = ".".join(str(p) for p in loc[2:])
-        return f"step {loc[1] + 1}" + (f" `{rest}`" if rest else "")
-    if not loc:
-        return "the workflow"
-    return "`" + ".".join(str(p) for p in loc) + "`"
-
-
-def _step_problems(steps: Any, located: Located, tasks: set[str]) -> list[str]:
-    """Duplicate names and unknown task types, from the raw steps (so they are reported
-    together with any schema problem)."""
-    problems: list[str] = []
-    if not isinstance(steps, list):
-        return problems
-    seen: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        if not isinstance(step, dict):
-            continue
-        where = located.where(("steps", index))
-        name = step.get("name")
-        if isinstance(name, str):
-            if name in seen:
-                problems.append(
-                    f"{where}: duplicate step name `{name}` (also step {seen[name] + 1}); "
-                    "step names must be unique"
-                )
-            seen.setdefault(name, index)
-        task = step.get("task")
-        raw_inputs = step.get("inputs")
-        inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
-        if isinstance(task, str):
-            problems += _task_problems(task, inputs, tasks, located, ("steps", index))
-    return problems
-
-
-def _param_problems(spec: WorkflowSpec, located: Located) -> list[str]:
-    problems: list[str] = []
-    for name, param in spec.params.items():
-        where = located.where(("params", name))
-        if param.default is not None and not _fits(param.type, param.default):
-            problems.append(
-                f"{where}: param `{name}` has default {param.default!r}, which is not a "
-                f"{param.type}"
-            )
-        if (
-            param.choices is not None
-            and param.default is not None
-            and (param.default not in param.choices)
-        ):
-            problems.append(
-                f"{where}: param `{name}` default {param.default!r} is not one of its choices "
-                f"{param.choices}"
-            )
-    return problems
-
-
-def _task_problems(
-    task: str, inputs: dict[str, Any], tasks: set[str], located: Located, path: tuple[Any, ...]
-) -> list[str]:
-    problems = []
-    if task not in tasks:
-        problems.append(
-            f"{located.where((*path, 'task'))}: unknown task type `{task}`."
-            f"{did_you_mean(task, tasks)} Known tasks: {', '.join(sorted(tasks))}."
-        )
-    if task in CODE_TASKS:
-        problem = code_problem(inputs.get("code"))
-        if problem is not None:
-            problems.append(f"{located.where((*path, 'inputs', 'code'))}: {problem}")
-    if task == "batch":
-        nested = inputs.get("task")
-        if not isinstance(nested, dict) or "task" not in nested:
-            problems.append(
-                f"{located.where((*path, 'inputs'))}: a batch step needs `inputs.task` with the "
-                "nested task, e.g. task: {task: shell, inputs: {command: ...}}"
-            )
-        else:
-            extra = set(nested) - {"task", "inputs"}
-            for key in sorted(extra):
-                problems.append(
-                    f"{located.where((*path, 'inputs', 'task', key))}: unknown key `{key}` in the "
-                    f"nested task.{did_you_mean(key, ['task', 'inputs'])}"
-                )
-            problems += _task_problems(
-                str(nested["task"]),
-                nested.get("inputs") or {},
-                tasks,
-                located,
-                (*path, "inputs", "task"),
-            )
-        if "items" not in inputs:
-            problems.append(
-                f"{located.where((*path, 'inputs'))}: a batch step needs `inputs.items`"
-            )
-    return problems
-
-
-def _fits(kind: str, value: Any) -> bool:
-    checks: dict[str, Callable[[Any], bool]] = {
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "list": lambda v: isinstance(v, list),
-        "object": lambda v: isinstance(v, dict),
-    }
-    return checks[kind](value)
+    return check(spec)

@@ -12,9 +12,9 @@ import io
 import json
 import os
 import subprocess
-from collections.abc import Callable, Mapping
-from contextlib import suppress
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -22,114 +22,21 @@ from typing import Any
 import yaml
 
 from batchline.workflow.errors import TaskError, TemplateError
-from batchline.workflow.paths import confine
 from batchline.workflow.pycode import code_problem, code_scope
 from batchline.workflow.safeyaml import UnsafeYAMLError, safe_load
 from batchline.workflow.schema import did_you_mean
-from batchline.workflow.templating import render
+from batchline.workflow.task_api import (
+    _REGISTRY,
+    TaskConfig,
+    TaskHandler,
+    accepted_inputs,
+    create_task_handler,
+    register_task,
+)
+from batchline.workflow.templating import render_file
 
-TaskHandler = Callable[["TaskConfig"], Any]
-_REGISTRY: dict[str, TaskHandler] = {}
 _ENTRY_POINTS_LOADED = False
 FORMATS = ("text", "lines", "json", "jsonl", "yaml", "csv")
-
-
-@dataclass
-class TaskConfig:
-    """What a task handler receives.
-
-    Attributes:
-        name: the step's name.
-        type: the task type (``shell``, ``batch``, ...).
-        inputs: the step's inputs, rendered.
-        workspace: the workflow's workspace folder.
-        base_dir: the folder relative paths resolve against (where the command ran).
-        context: the namespaces (``args``, ``env``, ``steps``, ``workflow``, maybe ``batch``).
-        raw_inputs: the inputs before rendering (the batch task renders its nested task).
-    """
-
-    name: str
-    type: str
-    inputs: dict[str, Any]
-    workspace: Path
-    base_dir: Path = field(default_factory=Path.cwd)
-    context: Mapping[str, Any] = field(default_factory=dict)
-    raw_inputs: Mapping[str, Any] = field(default_factory=dict)
-    settings: Mapping[str, Any] = field(default_factory=dict)
-
-    def get_variable(self, name: str, namespace: str | None = None) -> Any:
-        """A variable by name, from one namespace or the first that has it.
-
-        Raises:
-            KeyError: naming the namespaces searched and the closest name.
-        """
-        spaces = [namespace] if namespace else ["args", "env", "steps", "workflow", "batch"]
-        for space in spaces:
-            values = self.context.get(space)
-            if isinstance(values, Mapping) and name in values:
-                return values[name]
-        if namespace is None and name in self.context:
-            return self.context[name]
-        options = [k for s in spaces for k in (self.context.get(s) or {})]
-        raise KeyError(f"no variable {name!r} in {', '.join(spaces)}.{did_you_mean(name, options)}")
-
-    def get_available_variables(self) -> dict[str, list[str]]:
-        """Names available per namespace: ``args``, ``env``, ``steps``, ``root`` (and ``batch``)."""
-        out: dict[str, list[str]] = {}
-        for space in ("args", "env", "steps", "batch"):
-            values = self.context.get(space)
-            if isinstance(values, Mapping):
-                out[space] = sorted(str(k) for k in values)
-        out["root"] = sorted(self.context)
-        return out
-
-    def path(self, value: str | os.PathLike[str]) -> Path:
-        """A path from an input, relative ones resolved against ``base_dir``.
-
-        Raises:
-            TaskError: with ``settings.confine_paths``, for a path outside ``base_dir`` and
-                ``workspace``.
-        """
-        candidate = Path(value).expanduser()
-        full = candidate if candidate.is_absolute() else self.base_dir / candidate
-        if self.settings.get("confine_paths"):
-            confine(
-                full, (self.base_dir, self.workspace), step=self.name, given=value, task=self.type
-            )
-        return full
-
-    def require(self, key: str) -> Any:
-        """An input that must be present."""
-        if key not in self.inputs:
-            raise TaskError(
-                f"step `{self.name}`: task `{self.type}` needs the input `{key}` "
-                f"(inputs given: {', '.join(sorted(self.inputs)) or 'none'})",
-                self.type,
-            )
-        return self.inputs[key]
-
-
-def register_task(name: str) -> Callable[[TaskHandler], TaskHandler]:
-    """Decorator: register ``handler(config: TaskConfig)`` as task type ``name``."""
-
-    def decorate(handler: TaskHandler) -> TaskHandler:
-        _REGISTRY[name] = handler
-        return handler
-
-    return decorate
-
-
-def create_task_handler(func: Callable[[TaskConfig], Any]) -> TaskHandler:
-    """Adapt a function taking a ``TaskConfig`` into a handler (checks it is callable)."""
-    if not callable(func):
-        raise TypeError(f"a task handler must be callable, not {func!r}")
-
-    def handler(config: TaskConfig) -> Any:
-        return func(config)
-
-    handler.__name__ = getattr(func, "__name__", "handler")
-    handler.__doc__ = getattr(func, "__doc__", None)
-    return handler
 
 
 def _load_entry_points() -> None:
@@ -142,7 +49,7 @@ def _load_entry_points() -> None:
     for point in entry_points(group="batchline.tasks"):
         if point.name not in _REGISTRY:
             try:
-                _REGISTRY[point.name] = create_task_handler(point.load())
+                register_task(point.name)(point.load())  # a config handler or a plain function
             except Exception as exc:  # a broken plug-in must not break other tasks
                 _REGISTRY[point.name] = _broken(point.name, exc)
 
@@ -153,6 +60,35 @@ def _broken(name: str, error: Exception) -> TaskHandler:
         raise TaskError(f"task `{name}` failed to load from its entry point: {error}", name)
 
     return handler
+
+
+def import_task_modules(located: Any) -> None:
+    """Import the modules named in a workflow's ``settings.task_modules`` (their
+    ``@register_task`` functions become task types), with the workflow file's folder on
+    the import path; a module that does not import is a ``WorkflowError`` naming it."""
+    from batchline.workflow.errors import WorkflowError  # noqa: PLC0415
+
+    data = located.data if isinstance(located.data, dict) else {}
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    modules = settings.get("task_modules") if isinstance(settings, dict) else None
+    if not isinstance(modules, list):
+        return
+    folder = Path(located.source).resolve().parent if located.source else None
+    problems = []
+    for index, name in enumerate(modules):
+        if not isinstance(name, str):
+            continue
+        try:
+            with _on_path(folder):
+                importlib.import_module(name)
+        except Exception as exc:
+            problems.append(
+                f"{located.where(('settings', 'task_modules', index))}: task module `{name}` "
+                f"does not import: {type(exc).__name__}: {exc}. It is looked up next to the "
+                f"workflow file ({folder}) and on PYTHONPATH."
+            )
+    if problems:
+        raise WorkflowError(problems)
 
 
 def known_tasks() -> list[str]:
@@ -177,29 +113,43 @@ def get_task(name: str) -> TaskHandler:
 # -- built-in tasks ---------------------------------------------------------------------
 
 
-@register_task("echo")
+@register_task("echo", inputs={"message", "value"})
 def echo_task(config: TaskConfig) -> Any:
     """Return ``message`` (or ``value``) as the result: for wiring and testing."""
     return config.inputs.get("message", config.inputs.get("value"))
 
 
-@register_task("shell")
-def shell_task(config: TaskConfig) -> dict[str, Any]:
-    """Run ``command`` (a string for the shell, or a list of arguments).
+SHELL_INPUTS = {"command", "env", "cwd", "working_dir", "timeout", "shell"}
 
-    Inputs: ``command``, ``env`` (merged over the workflow's), ``cwd`` (default: where the
-    command ran), ``timeout`` (seconds). A non-zero exit fails with the exit code and
-    the tail of stderr. Result: ``{"stdout", "stderr", "returncode"}``.
+
+@register_task("shell", inputs=SHELL_INPUTS)
+def shell_task(config: TaskConfig) -> dict[str, Any]:
+    """Run ``command`` through ``/bin/sh`` (a string), or directly (a list).
+
+    Inputs: ``command`` (also yaml-workflow's ``{unix: ..., windows: ...}``), ``env``
+    (merged over the workflow's), ``cwd`` (or ``working_dir``; default: where the command
+    ran), ``timeout`` (seconds), ``shell: false`` to split a string command into arguments
+    instead of using the shell. A non-zero exit fails with the exit code and the tail of
+    stderr. Result: ``{"stdout", "stderr", "returncode", "return_code"}``
+    (``return_code`` is yaml-workflow's name for the same number).
     """
     command = config.require("command")
+    if isinstance(command, Mapping):
+        command = _platform_command(config, command)
     env = {**os.environ, **_strings(config.context.get("env", {}))}
     env.update(_strings(config.inputs.get("env") or {}))
-    cwd = config.path(config.inputs["cwd"]) if config.inputs.get("cwd") else config.base_dir
+    folder = config.inputs.get("cwd") or config.inputs.get("working_dir")
+    cwd = config.path(folder) if folder else config.base_dir
     timeout = config.inputs.get("timeout")
+    use_shell = not isinstance(command, list) and config.inputs.get("shell", True) is not False
+    if not use_shell and isinstance(command, str):
+        import shlex  # noqa: PLC0415
+
+        command = shlex.split(command)
     try:
         done = subprocess.run(  # noqa: S603 - running commands is this task's job
             command if isinstance(command, list) else str(command),
-            shell=not isinstance(command, list),
+            shell=use_shell,
             cwd=cwd,
             env=env,
             capture_output=True,
@@ -220,35 +170,86 @@ def shell_task(config: TaskConfig) -> dict[str, Any]:
             + (f"\n{tail}" if tail else ""),
             "shell",
         )
-    return {"stdout": done.stdout, "stderr": done.stderr, "returncode": done.returncode}
+    return {
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+        "returncode": done.returncode,
+        "return_code": done.returncode,
+    }
+
+
+def _platform_command(config: TaskConfig, command: Mapping[str, Any]) -> Any:
+    key, other = ("windows", "unix") if os.name == "nt" else ("unix", "windows")
+    if key in command:
+        return command[key]
+    if other in command:
+        return command[other]
+    raise TaskError(
+        f"step `{config.name}`: `command` is a mapping with keys {sorted(command)}; expected "
+        "a string, a list, or {unix: ..., windows: ...}",
+        "shell",
+    )
 
 
 def _strings(values: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+def load_function(config: TaskConfig, target: str) -> Callable[..., Any]:
+    """``package.module:func`` (or ``package.module.func``) imported; the workflow's folder
+    is on the import path, so a module next to the workflow file needs no PYTHONPATH."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep:
+        module_name, _, attribute = target.rpartition(".")
+    if not module_name or not attribute:
+        raise TaskError(
+            f"step `{config.name}`: `function` is {target!r}; expected 'package.module:func'",
+            config.type,
+        )
+    folder = config.settings.get("workflow_dir")
+    try:
+        with _on_path(folder):
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TaskError(
+            f"step `{config.name}`: cannot load {target}: cannot import `{module_name}`: "
+            f"{exc}. Put "
+            f"{module_name.split('.')[0]}.py (or its package) next to the workflow file"
+            + (f" ({folder})" if folder else "")
+            + ", or set PYTHONPATH to the folder that holds it (e.g. PYTHONPATH=/path/to/dir).",
+            config.type,
+        ) from None
+    func = getattr(module, attribute, None)
+    if not callable(func):
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise TaskError(
+            f"step `{config.name}`: cannot load {target}: `{module_name}` has no function "
+            f"`{attribute}`."
+            f"{did_you_mean(attribute, names)}",
+            config.type,
+        )
+    return func  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _on_path(folder: Any) -> Iterator[None]:
+    """Put a folder on ``sys.path`` (at the end: it never shadows installed modules; it
+    stays, so modules imported from it can import their neighbours later)."""
+    if folder and str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    yield
+
+
 @register_task("python")
 def python_task(config: TaskConfig) -> Any:
     """Call ``function: package.module:func`` with the other inputs as keyword arguments,
-    or run ``code:`` that sets ``result``. The code is static (a template in it is refused):
-    values reach it as variables (``inputs``, ``args``, ``env``, ``steps``, ``batch``, ...;
-    see :func:`batchline.workflow.pycode.code_scope`).
+    or run ``code:`` that sets ``result`` (or ``result_variable``). The code is static (a
+    template in it is refused): values reach it as variables (``inputs``, ``args``,
+    ``env``, ``steps``, ``batch``, ...; see :func:`batchline.workflow.pycode.code_scope`).
     """
     inputs = dict(config.inputs)
     if "function" in inputs:
-        target = str(inputs.pop("function"))
-        module_name, _, attribute = target.partition(":")
-        if not module_name or not attribute:
-            raise TaskError(
-                f"step `{config.name}`: `function` is {target!r}; expected 'package.module:func'",
-                "python",
-            )
-        try:
-            func = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise TaskError(
-                f"step `{config.name}`: cannot load {target}: {exc}", "python"
-            ) from None
+        func = load_function(config, str(inputs.pop("function")))
         return func(**inputs)
     code = config.require("code")
     problem = code_problem(config.raw_inputs.get("code", code))
@@ -256,11 +257,15 @@ def python_task(config: TaskConfig) -> Any:
         raise TaskError(f"step `{config.name}`: {problem}", config.type)
     scope = code_scope(config, inputs)
     exec(compile(str(code), f"<step {config.name}>", "exec"), scope)  # noqa: S102 - user code by design
-    return scope["result"]
+    return scope[str(inputs.get("result_variable") or "result")]
 
 
 def read_text(path: Path, fmt: str, step: str) -> Any:
-    """File content in a format: text, lines, json, jsonl, yaml or csv."""
+    """File content in a format: text, lines, json, jsonl, yaml or csv.
+
+    A file that does not parse in its format is an error naming the step, the path,
+    the line and the column.
+    """
     if fmt not in FORMATS:
         raise TaskError(
             f"step `{step}`: unknown format {fmt!r}.{did_you_mean(fmt, FORMATS)} "
@@ -278,15 +283,39 @@ def read_text(path: Path, fmt: str, step: str) -> Any:
     if fmt == "lines":
         return text.splitlines()
     if fmt == "json":
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _parse_error(step, path, "JSON", exc.lineno, exc.colno, exc.msg) from None
     if fmt == "jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise _parse_error(
+                        step, path, "JSON Lines", number, exc.colno, exc.msg
+                    ) from None
+        return rows
     if fmt == "yaml":
         try:
             return safe_load(text, str(path))
         except UnsafeYAMLError as exc:
             raise TaskError(f"step `{step}`: cannot read {path}: {exc}", "file.read") from None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            row, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+            raise _parse_error(step, path, "YAML", row, column, str(exc.problem)) from None
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def _parse_error(step: str, path: Path, kind: str, line: int, column: int, why: str) -> TaskError:
+    return TaskError(
+        f"step `{step}`: {path}:{line}:{column}: not valid {kind} ({why}); check the file, or "
+        "read it with `format: text`",
+        "file.read",
+    )
 
 
 def format_text(content: Any, fmt: str) -> str:
@@ -315,15 +344,16 @@ def format_text(content: Any, fmt: str) -> str:
     raise TaskError(f"unknown format {fmt!r}. Formats: {', '.join(FORMATS)}.", "file.write")
 
 
-@register_task("file.read")
+@register_task("file.read", inputs={"path", "file", "format"})
 def file_read_task(config: TaskConfig) -> Any:
-    """Read ``path`` in ``format`` (text, lines, json, jsonl, yaml, csv; default text)."""
-    path = config.path(config.require("path"))
+    """Read ``path`` (or ``file``) in ``format`` (text, lines, json, jsonl, yaml, csv;
+    default text)."""
+    path = config.path(config.require("path", "file"))
     return read_text(path, str(config.inputs.get("format", "text")), config.name)
 
 
 def _write(config: TaskConfig, mode: str) -> dict[str, Any]:
-    path = config.path(config.require("path"))
+    path = config.path(config.require("path", "file"))
     fmt = str(config.inputs.get("format", "text"))
     text = format_text(config.inputs.get("content", ""), fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,42 +362,55 @@ def _write(config: TaskConfig, mode: str) -> dict[str, Any]:
     return {"path": str(path), "bytes": len(text.encode())}
 
 
-@register_task("file.write")
+@register_task("file.write", inputs={"path", "file", "content", "format"})
 def file_write_task(config: TaskConfig) -> dict[str, Any]:
     """Write ``content`` to ``path`` in ``format``; folders are created."""
     return _write(config, "w")
 
 
-@register_task("file.append")
+@register_task("file.append", inputs={"path", "file", "content", "format"})
 def file_append_task(config: TaskConfig) -> dict[str, Any]:
     """Append ``content`` to ``path`` in ``format``."""
     return _write(config, "a")
 
 
 @register_task("template")
-def template_task(config: TaskConfig) -> str:
-    """Render ``template`` (a string) or ``template_file``; write it to ``output`` if given.
+def template_task(config: TaskConfig) -> Any:
+    """Render ``template`` (a string) or ``template_file``; write it to ``output`` (or
+    yaml-workflow's ``output_file``) if given.
 
     A ``template`` input is rendered with the step's inputs; a ``template_file`` is read
-    and rendered against every namespace.
+    and rendered against every namespace; an error in it names ``file:line``.
+    ``{% include "x" %}`` finds ``x`` next to the workflow file. The result is the text;
+    with ``output_file`` it is yaml-workflow's ``{"path": ..., "content": ...}``.
     """
     if "template_file" in config.raw_inputs or "template_file" in config.inputs:
-        source = config.path(config.require("template_file")).read_text(encoding="utf-8")
-        text = render(
+        path = config.path(config.require("template_file"))
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TaskError(
+                f"step `{config.name}`: cannot read template_file {path}: {exc.strerror or exc}",
+                "template",
+            ) from None
+        text = render_file(
             source,
             config.context,
             step=config.name,
+            source_name=str(path),
             input_key="template_file",
             max_size=config.settings.get("max_render_size"),
         )
     else:
         text = config.require("template")
     text = text if isinstance(text, str) else json.dumps(text)
-    output = config.inputs.get("output")
+    output = config.inputs.get("output") or config.inputs.get("output_file")
     if output:
         path = config.path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+        if "output_file" in config.inputs:
+            return {"path": str(path), "content": text}
     return text
 
 
@@ -375,6 +418,7 @@ __all__ = [
     "TaskConfig",
     "TaskHandler",
     "TemplateError",
+    "accepted_inputs",
     "create_task_handler",
     "get_task",
     "known_tasks",

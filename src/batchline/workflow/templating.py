@@ -16,7 +16,17 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_context
+from jinja2 import (
+    BaseLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateAssertionError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+    pass_context,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.utils import missing
@@ -90,12 +100,52 @@ def _to_slot(context: Context, value: Any) -> str:
     return slots.add(value)
 
 
+class _IncludeLoader(BaseLoader):
+    """Finds ``{% include %}`` / ``{% import %}`` targets in the folders set by
+    :func:`set_search_path` (the workflow file's folder, then the base folder)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def get_source(self, environment: Any, template: str) -> Any:
+        if not self.paths:
+            raise TemplateNotFound(template)
+        try:
+            return FileSystemLoader(self.paths).get_source(environment, template)
+        except TemplateNotFound:
+            raise TemplateNotFound(
+                f"{template} (looked in {', '.join(self.paths)}; include paths are relative "
+                "to the workflow file)"
+            ) from None
+
+
+_LOADER = _IncludeLoader()
+
+
+def set_search_path(*folders: Any) -> None:
+    """Where ``{% include "x" %}`` looks for ``x``: the workflow file's folder first."""
+    _LOADER.paths = list(dict.fromkeys(str(folder) for folder in folders if folder))
+
+
 def make_environment(*, commands: bool = False) -> Sandbox:
     """The sandboxed environment every workflow template renders in (``commands``: the one
-    for shell commands, where every value becomes a slot to escape)."""
+    for shell commands, where every value becomes a slot to escape).
+
+    ``{% include %}`` / ``{% import %}`` load through :data:`_LOADER` and are compiled by
+    this same immutable, size-bounded sandbox.
+    """
     options: dict[str, Any] = {"finalize": _to_slot} if commands else {}
     env = Sandbox(
-        undefined=_TrackingUndefined, keep_trailing_newline=True, autoescape=False, **options
+        undefined=_TrackingUndefined,
+        keep_trailing_newline=True,
+        # A line holding only a block tag ({% if %}, {% for %}) leaves no blank line
+        # behind, as in yaml-workflow: the text comes out as it reads.
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        loader=_LOADER,
+        cache_size=0,  # included files are re-read: the search path can change per run
+        **options,
     )
     env.filters["tojson"] = _tojson
     env.filters["quote"] = quote_filter
@@ -161,18 +211,44 @@ def render_string(
     step: str = "",
     input_key: str = "",
     max_size: int | None = None,
+    source_name: str = "",
 ) -> Any:
-    """Render one string; a lone ``{{ expr }}`` keeps its native type."""
+    """Render one string; a lone ``{{ expr }}`` keeps its native type.
+
+    ``source_name`` (a template file's path) makes errors point at ``file:line`` and
+    quote that line, not the whole text.
+    """
     if not is_template(text):
         return text
-    with limited(max_size), _errors(text, namespaces, step, input_key):
-        single = _SINGLE.match(text)
+    with limited(max_size), _errors(text, namespaces, step, input_key, source_name):
+        single = _SINGLE.match(text) if not source_name else None
         if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
             return _evaluate(text, single.group("expr"), namespaces)
         template = _CACHE.get(text)
         if template is None:
             template = _CACHE[text] = ENV.from_string(text)
         return _stream(template.generate(**namespaces))
+
+
+def render_file(
+    source: str,
+    namespaces: Mapping[str, Any],
+    *,
+    step: str = "",
+    source_name: str,
+    input_key: str = "",
+    max_size: int | None = None,
+) -> Any:
+    """Render a template file's text (in the same sandbox, with the same size limit);
+    errors name ``source_name:line``."""
+    return render_string(
+        source,
+        namespaces,
+        step=step,
+        input_key=input_key,
+        max_size=max_size,
+        source_name=source_name,
+    )
 
 
 def render_command(
@@ -185,7 +261,8 @@ def render_command(
 ) -> Any:
     """Render a shell ``command``: every value escaped for the quoting context it lands in.
 
-    A list is rendered element by element, unescaped (each element is one argument). A
+    A list is rendered element by element, unescaped (each element is one argument); a
+    mapping (``{unix: ..., windows: ...}``) value by value, each as a command. A
     string that is one ``{{ expression }}`` giving a list is that list of arguments.
     See :mod:`batchline.workflow.shellquote`.
     """
@@ -198,6 +275,13 @@ def render_command(
             v if isinstance(v, str) else _tojson(v) if isinstance(v, dict | list) else str(v)
             for v in elements
         ]
+    if isinstance(text, dict):  # yaml-workflow's per-platform `{unix: ..., windows: ...}`
+        return {
+            key: render_command(
+                value, namespaces, step=step, input_key=f"{input_key}.{key}", max_size=max_size
+            )
+            for key, value in text.items()
+        }
     if not isinstance(text, str) or not is_template(text):
         return text
     with limited(max_size), _errors(text, namespaces, step, input_key):
@@ -259,10 +343,19 @@ def _stream(chunks: Iterator[str]) -> str:
 
 
 class _errors:  # noqa: N801 - a context manager used like a function
-    """Turn whatever rendering raised into a ``TemplateError`` naming step and input."""
+    """Turn whatever rendering raised into a ``TemplateError`` naming step and input (and
+    ``file:line`` for a template file)."""
 
-    def __init__(self, text: str, namespaces: Mapping[str, Any], step: str, input_key: str) -> None:
+    def __init__(
+        self,
+        text: str,
+        namespaces: Mapping[str, Any],
+        step: str,
+        input_key: str,
+        source_name: str = "",
+    ) -> None:
         self.text, self.namespaces, self.step, self.input_key = text, namespaces, step, input_key
+        self.source_name = source_name
 
     def __enter__(self) -> None:
         _LAST.value = None
@@ -275,31 +368,77 @@ class _errors:  # noqa: N801 - a context manager used like a function
         raise self.convert(exc) from None
 
     def convert(self, exc: Exception) -> TemplateError:
-        text, step, input_key = self.text, self.step, self.input_key
+        text, step, input_key, source = self.text, self.step, self.input_key, self.source_name
         where = _where(step, input_key)
         if isinstance(exc, SecurityError):
             message = (
-                f"{where}`{text.strip()}`: templates cannot change or reach into values "
-                f"({exc}). Namespaces, items and results are read-only in templates: build "
-                "a new value instead (e.g. `dict(a, key=value)`, `a + [x]`)"
+                f"{where}{_shown(text, source, _template_line(exc))}: templates cannot change "
+                f"or reach into values ({exc}). Namespaces, items and results are read-only "
+                "in templates: build a new value instead (e.g. `dict(a, key=value)`, `a + [x]`)"
             )
         elif isinstance(exc, UndefinedError):
+            shown = _shown(text, source, _template_line(exc))
             last = getattr(_LAST, "value", None)
             if last is not None:
-                return _explain(last[0], last[1], text, self.namespaces, step, input_key)
-            message = f"{where}`{text.strip()}`: {exc}"
+                return _explain(last[0], last[1], shown, self.namespaces, step, input_key, text)
+            message = f"{where}{shown}: {exc}"
+        elif isinstance(exc, TemplateAssertionError):
+            message = f"{where}{_shown(text, source, exc.lineno)}: {_assertion(exc)}"
         elif isinstance(exc, TemplateSyntaxError):
-            message = f"{where}template syntax error in `{text.strip()}`: {exc.message}"
+            message = (
+                f"{where}template syntax error in {_shown(text, source, exc.lineno)}: {exc.message}"
+            )
+        elif isinstance(exc, TemplateNotFound):
+            message = (
+                f"{where}{_shown(text, source, _template_line(exc))}: "
+                f"included template not found: {exc.message}"
+            )
         elif isinstance(exc, RenderTooLarge):
-            message = f"{where}`{_short(text)}`: {exc}"
+            shown = f"{source}" if source else f"`{_short(text)}`"
+            message = f"{where}{shown}: {exc}"
         else:  # an error inside the expression itself (1/0, a bad filter)
-            message = f"{where}`{text.strip()}` failed: {type(exc).__name__}: {exc}"
+            message = (
+                f"{where}{_shown(text, source, _template_line(exc))} "
+                f"failed: {type(exc).__name__}: {exc}"
+            )
         return TemplateError(message, step=step, input_key=input_key, expression=text)
 
 
 def _short(text: str) -> str:
     text = text.strip()
     return text if len(text) <= 200 else text[:200] + " ..."
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised at (Jinja maps its frames to it)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _shown(text: str, source_name: str, line: int | None) -> str:
+    """How an error quotes its template: ``file:line `that line```, or the expression."""
+    lines = text.splitlines()
+    if source_name:
+        quoted = lines[line - 1].strip() if line and 0 < line <= len(lines) else ""
+        return f"{source_name}:{line or '?'}" + (f" `{quoted}`" if quoted else "")
+    if line and len(lines) > 1 and 0 < line <= len(lines):
+        return f"line {line} `{lines[line - 1].strip()}`"
+    return f"`{text.strip()}`"
+
+
+def _assertion(exc: TemplateAssertionError) -> str:
+    """An unknown filter or test, said so, with the closest known name."""
+    found = re.search(r"No (filter|test) named '([^']+)'", exc.message or "")
+    if found is None:
+        return exc.message or str(exc)
+    kind, name = found.groups()
+    known = sorted(ENV.filters if kind == "filter" else ENV.tests)
+    return f"unknown {kind} `{name}`.{did_you_mean(name, known)} Known {kind}s: {', '.join(known)}."
 
 
 def _where(step: str, input_key: str) -> str:
@@ -318,9 +457,19 @@ def _explain(
     namespaces: Mapping[str, Any],
     step: str,
     input_key: str,
+    source: str = "",
 ) -> TemplateError:
     name = absent or "?"
-    if owner is None or owner is missing or isinstance(owner, StrictUndefined):
+    skipped = _skipped_steps(source or text, namespaces)
+    if skipped and (owner is None or owner is missing or isinstance(owner, StrictUndefined)):
+        which = skipped[0]
+        detail = (
+            f"step `{which}` was skipped (its when/condition was false), so its result is "
+            f"None and has no `{name}`. Guard the use, e.g. "
+            f"{{% if steps.{which}.status != 'skipped' %}}...{{% endif %}}, or add "
+            "| default(...)."
+        )
+    elif owner is None or owner is missing or isinstance(owner, StrictUndefined):
         available = sorted(namespaces)
         detail = (
             f"`{name}` is undefined. Namespaces here: {', '.join(available)}."
@@ -343,11 +492,28 @@ def _explain(
                 f"(namespace `{namespace}`)."
             )
     return TemplateError(
-        f"{_where(step, input_key)}`{text.strip()}`: {detail}",
+        f"{_where(step, input_key)}{text}: {detail}",
         step=step,
         input_key=input_key,
-        expression=text,
+        expression=source or text,
     )
+
+
+_STEP_REF = re.compile(r"steps\s*(?:\.\s*(\w+)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+
+
+def _skipped_steps(text: str, namespaces: Mapping[str, Any]) -> list[str]:
+    """Steps the template names that were skipped (their result is None)."""
+    steps = namespaces.get("steps")
+    if not isinstance(steps, Mapping):
+        return []
+    found = []
+    for match in _STEP_REF.finditer(text):
+        name = match.group(1) or match.group(2)
+        record = steps.get(name)
+        if isinstance(record, Mapping) and record.get("status") == "skipped":
+            found.append(name)
+    return found
 
 
 def _path_of(target: Any, namespaces: Mapping[str, Any]) -> str:
