@@ -2,6 +2,8 @@
 
 from batchline.state.base import BatchCommit, ItemRecord, Lease, RunInfo, StateStore
 from batchline.state.memory import MemoryStateStore
+from batchline.state.open import open_store
+from batchline.state.postgres import PostgresStateStore
 from batchline.state.sqlite import SQLiteStateStore
 
 __all__ = [
@@ -9,7 +11,9 @@ __all__ = [
     "ItemRecord",
     "Lease",
     "MemoryStateStore",
+    "PostgresStateStore",
     "RunInfo",
     "SQLiteStateStore",
     "StateStore",
+    "open_store",
 ]

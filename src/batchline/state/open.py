@@ -1,0 +1,25 @@
+"""Open a state store from where it lives: a file path or a PostgreSQL URL."""
+
+from __future__ import annotations
+
+import os
+
+from batchline.state.base import StateStore
+from batchline.state.postgres import PostgresStateStore, is_postgres_url
+from batchline.state.sqlite import SQLiteStateStore
+
+
+def open_store(location: str | os.PathLike[str]) -> StateStore:
+    """``PostgresStateStore`` for ``postgresql://...`` (or ``postgres://``), else SQLite.
+
+    Args:
+        location: what ``--state`` and ``settings.state`` take: a SQLite file path or a
+            PostgreSQL URL.
+    """
+    text = os.fspath(location)
+    if is_postgres_url(text):
+        return PostgresStateStore(text)
+    return SQLiteStateStore(text)
+
+
+__all__ = ["open_store"]
