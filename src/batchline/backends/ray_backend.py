@@ -44,8 +44,21 @@ RAY_MISSING = (
 )
 TASK_RESOURCES = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"})
 RUNTIME_ENV_KEYS = frozenset(
-    {"working_dir", "py_modules", "pip", "uv", "conda", "env_vars", "excludes", "container",
-     "image_uri", "config", "nsight", "py_executable", "worker_process_setup_hook"}
+    {
+        "working_dir",
+        "py_modules",
+        "pip",
+        "uv",
+        "conda",
+        "env_vars",
+        "excludes",
+        "container",
+        "image_uri",
+        "config",
+        "nsight",
+        "py_executable",
+        "worker_process_setup_hook",
+    }
 )
 
 
@@ -158,7 +171,7 @@ class RayBackend:
             self.connected_to = address
             return
         options.setdefault("num_cpus", self.num_cpus)
-        self._temp_dir = tempfile.mkdtemp(prefix="bl-ray-", dir="/tmp")  # noqa: S108 - short socket paths
+        self._temp_dir = tempfile.mkdtemp(prefix="bl-ray-", dir="/tmp")
         options.setdefault("_temp_dir", self._temp_dir)
         self._init(None, options)
         self.connected_to = "local"

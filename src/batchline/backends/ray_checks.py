@@ -24,14 +24,16 @@ PREFLIGHT_HOOK = "__batchline_preflight__"
 def _dumps(value: Any) -> None:
     from ray import cloudpickle  # noqa: PLC0415 - Ray's own pickler, as Ray uses it
 
-    cloudpickle.dumps(value)
+    cloudpickle.dumps(value)  # type: ignore[no-untyped-call]
 
 
 def _captured(fn: Any) -> Iterator[tuple[str, Any]]:
     """The objects ``fn`` carries along: closure cells, globals it reads, defaults, fields."""
     code = getattr(fn, "__code__", None)
     if code is not None:
-        for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        for name, cell in zip(
+            code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False
+        ):
             with suppress(ValueError):  # an empty cell
                 yield name, cell.cell_contents
         scope = getattr(fn, "__globals__", {})
@@ -105,8 +107,10 @@ def missing_module(error: BaseException) -> str | None:
         if isinstance(current, ModuleNotFoundError) and current.name:
             return current.name
         cause = getattr(current, "cause", None)
-        current = cause if isinstance(cause, BaseException) else (
-            current.__cause__ or current.__context__
+        current = (
+            cause
+            if isinstance(cause, BaseException)
+            else (current.__cause__ or current.__context__)
         )
     return None
 

@@ -200,7 +200,7 @@ class PostgresStateStore:
         meta_text = json.dumps(dict(meta or {}))
         with self._transaction("take the lease in") as cur:
             cur.execute(
-                "INSERT INTO batchline_runs (run_id, created_at, updated_at, status, meta,"
+                "INSERT INTO batchline_runs (run_id, created_at, updated_at, status, meta,"  # noqa: S608 - only the constant clock expression is interpolated
                 " lease_token, lease_pid, lease_host, lease_started, heartbeat_at)"
                 f" VALUES (%s, {_NOW}, {_NOW}, 'running', %s, %s, %s, %s, %s, {_NOW})"
                 " ON CONFLICT (run_id) DO NOTHING RETURNING id",
@@ -211,7 +211,7 @@ class PostgresStateStore:
                 self._run_pks[run_id] = int(created[0])
                 return Lease(run_id, token, 0, False)
             cur.execute(
-                "SELECT id, meta, lease_token, lease_pid, lease_host, lease_started,"
+                "SELECT id, meta, lease_token, lease_pid, lease_host, lease_started,"  # noqa: S608 - only the constant clock expression is interpolated
                 f" heartbeat_at, {_NOW} FROM batchline_runs WHERE run_id = %s FOR UPDATE",
                 (run_id,),
             )
@@ -224,7 +224,7 @@ class PostgresStateStore:
                     raise RunActiveError(run_id, current.pid, current.host, refusal)
             merged = {**json.loads(row[1] or "{}"), **dict(meta or {})}
             cur.execute(
-                f"UPDATE batchline_runs SET status = 'running', updated_at = {_NOW}, meta = %s,"
+                f"UPDATE batchline_runs SET status = 'running', updated_at = {_NOW}, meta = %s,"  # noqa: S608 - only the constant clock expression is interpolated
                 " lease_token = %s, lease_pid = %s, lease_host = %s, lease_started = %s,"
                 f" heartbeat_at = {_NOW} WHERE id = %s",
                 (json.dumps(merged), *holder, pk),
@@ -242,7 +242,7 @@ class PostgresStateStore:
     def _touch(self, cur: Any, lease: Lease) -> int:
         pk = self._pk(lease.run_id)
         cur.execute(
-            f"UPDATE batchline_runs SET heartbeat_at = {_NOW}, updated_at = {_NOW}"
+            f"UPDATE batchline_runs SET heartbeat_at = {_NOW}, updated_at = {_NOW}"  # noqa: S608 - only the constant clock expression is interpolated
             " WHERE id = %s AND lease_token = %s",
             (pk, lease.token),
         )
@@ -257,7 +257,7 @@ class PostgresStateStore:
         """Record the final status and give up the lease."""
         with self._transaction("release the lease in") as cur:
             cur.execute(
-                f"UPDATE batchline_runs SET status = %s, updated_at = {_NOW},"
+                f"UPDATE batchline_runs SET status = %s, updated_at = {_NOW},"  # noqa: S608 - only the constant clock expression is interpolated
                 " total_items = COALESCE(%s, total_items), lease_token = NULL, lease_pid = NULL,"
                 " lease_host = NULL, lease_started = NULL WHERE id = %s AND lease_token = %s",
                 (status, total_items, self._pk(lease.run_id), lease.token),

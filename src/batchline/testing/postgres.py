@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
@@ -50,12 +51,13 @@ class LocalPostgres:
     """
 
     def __init__(self, bin_dir: Path | None = None, *, run_as: str = "postgres") -> None:
-        self.bin_dir = bin_dir or find_postgres_bin()
-        if self.bin_dir is None:
+        found = bin_dir or find_postgres_bin()
+        if found is None:
             raise RuntimeError(
                 "PostgreSQL is not installed (no initdb/pg_ctl found); install it, e.g. "
                 "`apt-get install -y postgresql` on Debian or Ubuntu."
             )
+        self.bin_dir: Path = found
         self.run_as = run_as if os.geteuid() == 0 else None
         self.folder: Path | None = None
         self.port = 0
@@ -69,7 +71,7 @@ class LocalPostgres:
         command = [str(self.bin_dir / args[0]), *args[1:]]
         if self.run_as is not None:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 - our own fixed command
         if done.returncode != 0:
             raise RuntimeError(
                 f"`{' '.join(command)}` failed ({done.returncode}): {done.stderr.strip()}"
@@ -99,10 +101,8 @@ class LocalPostgres:
         """Stop the server (fast shutdown) and remove its folder."""
         if self.folder is None:
             return
-        try:
+        with suppress(RuntimeError):  # already stopped: removing the folder is all that is left
             self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
-        except RuntimeError:
-            pass  # already stopped: removing the folder is all that is left
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
 

@@ -28,7 +28,7 @@ from batchline.errors import BatchRunError
 from batchline.state.base import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
-from batchline.workflow.tasks import TaskConfig, get_task, register_task
+from batchline.workflow.tasks import TaskConfig, get_task, load_function, register_task
 from batchline.workflow.templating import NAMESPACES, Namespace, render
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
@@ -299,6 +299,17 @@ class ChunkRunner:
             if closer is not None:
                 await closer()
 
+    def __batchline_preflight__(self) -> None:
+        """Load what every item needs, where the batches run (a Ray worker checks it once).
+
+        Raises:
+            TaskLoadError: a ``python`` task's ``function`` (a literal name) does not load.
+        """
+        get_task(self.nested_type)
+        target = self.nested_inputs.get("function")
+        if self.nested_type == "python" and isinstance(target, str) and "{" not in target:
+            load_function(self.step, target)
+
     def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
         if is_async and self.mode == "item":
@@ -397,6 +408,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     )
     stop = run_chunk.stop_event()
     backend = config.settings.get("backend")
+    if getattr(backend, "name", "local") == "local":
+        run_chunk.__batchline_preflight__()  # Ray checks it in a worker, before the run
 
     store = config.settings.get("store")
     run_id = config.settings.get("run_id")
