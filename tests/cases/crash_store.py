@@ -29,10 +29,6 @@ def work(batch: Batch[dict[str, int]]) -> list[int]:
 
 
 backend = RayBackend(address=backend_name[4:]) if backend_name.startswith("ray:") else "local"
-if backend_name.startswith("ray:"):
-    import ray
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 items = ({"id": i} for i in range(int(n)))
 done = 0
 for outcome in stream_batches(

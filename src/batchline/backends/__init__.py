@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    """What the driver needs from a backend."""
+    """What the driver needs from a backend.
+
+    An executor may also offer ``prepare(fn)``: the driver calls it once with the batch
+    function before the first batch, so a remote backend can ship the function and check
+    that its workers can load it (raising ``ConfigurationError`` at once if not).
+    """
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` somewhere; the future holds its result or its exception."""

@@ -116,6 +116,7 @@ class RayBackend:
         self.preflight_timeout = preflight_timeout
         self.connected_to: str | None = None
         self._temp_dir: str | None = None
+        self._per_task_env = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> RayBackend:
@@ -150,7 +151,20 @@ class RayBackend:
         """
         import ray  # noqa: PLC0415 - optional dependency
 
+        if ray.is_initialized() and self.connected_to is not None:
+            return  # this backend connected it, with its runtime env
         if ray.is_initialized():
+            # Ray was started before (by the caller or an earlier run): the job's runtime
+            # env is fixed by then, so this backend's goes with each task instead.
+            self._per_task_env = bool(self.runtime_env)
+            local = _local_paths(self.runtime_env)
+            if local:
+                raise ConfigurationError(
+                    f"RayBackend `runtime_env` ships local paths ({', '.join(local)}), but Ray "
+                    "was already started in this process, and Ray uploads local folders only "
+                    "when it starts. Let batchline start Ray (do not call ray.init first), "
+                    "pass ray.init(runtime_env=...) yourself, or use URIs (s3://..., gs://...)."
+                )
             return
         options: dict[str, Any] = {
             "include_dashboard": False,
@@ -171,7 +185,11 @@ class RayBackend:
             self.connected_to = address
             return
         options.setdefault("num_cpus", self.num_cpus)
-        self._temp_dir = tempfile.mkdtemp(prefix="bl-ray-", dir="/tmp")
+        # Ray's unix sockets live under its temp dir, with a 107-byte limit: keep it short.
+        parent = tempfile.gettempdir()
+        self._temp_dir = tempfile.mkdtemp(
+            prefix="bl-ray-", dir=parent if len(parent) <= 24 else "/tmp"
+        )
         options.setdefault("_temp_dir", self._temp_dir)
         self._init(None, options)
         self.connected_to = "local"
@@ -187,7 +205,13 @@ class RayBackend:
         try:
             ray.init(address=address, **options)
         except ConnectionError as exc:
-            raise RayConnectionError(self._unreachable(address or "auto", str(exc))) from exc
+            problem = str(exc)
+            if type(exc.__cause__).__name__ == "AuthenticationError":
+                problem += (
+                    " (the cluster uses token authentication: set RAY_AUTH_MODE=token and "
+                    "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH as on the cluster)"
+                )
+            raise RayConnectionError(self._unreachable(address or "auto", problem)) from exc
         finally:
             for signum, handler in saved.items():
                 if handler is not None:
@@ -250,6 +274,12 @@ def _check_runtime_env(runtime_env: dict[str, Any]) -> dict[str, Any]:
     return runtime_env
 
 
+def _local_paths(runtime_env: Mapping[str, Any]) -> list[str]:
+    """The local folders and files of a runtime env (Ray uploads those only in ray.init)."""
+    entries = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
+    return [str(e) for e in entries if e is not None and "://" not in str(e)]
+
+
 _SETUP_DONE: set[str] = set()
 _SETUP_LOCK = threading.Lock()
 
@@ -286,8 +316,10 @@ class RayExecutor:
         self._backend = backend
         self._token = uuid.uuid4().hex
         options: dict[str, Any] = {"max_retries": 0, **backend.resources}
+        if backend._per_task_env:
+            options["runtime_env"] = backend.runtime_env
         self._remote = ray.remote(_call).options(**options)
-        self._check = ray.remote(_preflight).options(max_retries=0, **backend.resources)
+        self._check = ray.remote(_preflight).options(**options)
         self._setup_ref = None if backend.setup is None else self._put(backend.setup)
         self._shipped: dict[int, tuple[Any, Any]] = {}  # id(callable) -> (callable, ObjectRef)
         self._in_flight: dict[Future[Any], Any] = {}
@@ -329,6 +361,14 @@ class RayExecutor:
             if is_lost_worker(error):
                 return  # infrastructure, not the function: the run's retries handle it
             raise ConfigurationError(_preflight_message(fn, error)) from error
+
+    def prepare(self, fn: Callable[..., Any]) -> None:
+        """Ship ``fn`` and check a worker can load it, before the run's first batch.
+
+        Raises:
+            ConfigurationError: ``fn`` cannot be pickled, or a worker cannot load it.
+        """
+        self._ship(fn)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` as a Ray task; callables are shipped once, by reference."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 PREFLIGHT_HOOK = "__batchline_preflight__"
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
 
 
 def _dumps(value: Any) -> None:
@@ -106,7 +108,11 @@ def missing_module(error: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, ModuleNotFoundError) and current.name:
             return current.name
-        cause = getattr(current, "cause", None)
+        client = getattr(current, "client_exc", None)  # RaySystemError: failed to unpickle
+        if isinstance(client, str):
+            found = _NO_MODULE.search(client)
+            return found.group(1) if found else None
+        cause = client if isinstance(client, BaseException) else getattr(current, "cause", None)
         current = (
             cause
             if isinstance(cause, BaseException)

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -55,9 +55,11 @@ def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
+def _report(
+    result: WorkflowResult, output: str, quiet: bool, summary_out: TextIO | None = None
+) -> None:
     if output == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str), file=summary_out)
     elif not quiet or result.exit_code:
         stream = sys.stderr if result.exit_code else sys.stdout
         click.echo(f"run {result.run_id}: {result.status}. {result.message}", file=stream)
@@ -77,12 +79,17 @@ def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # With --format json the summary is the only thing on stdout: whatever else prints
+    # (a task's print, Ray's worker-death notices, even after the run) goes to stderr.
+    summary_out = sys.stdout
+    if output == "json":
+        sys.stdout = sys.stderr
     try:
         result = runner.run()
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _report(result, output, quiet)
+    _report(result, output, quiet, summary_out)
 
 
 def _ray_options(given: dict[str, Any]) -> dict[str, Any]:

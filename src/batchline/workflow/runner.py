@@ -224,10 +224,11 @@ class WorkflowRunner:
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
-        self.backend_name = backend or spec.settings.backend
         self.ray_given = {k: v for k, v in dict(ray or {}).items() if v not in (None, {}, [], ())}
         if ray_address:
             self.ray_given["address"] = ray_address
+        # Ray options on the command line mean Ray, unless --backend says otherwise.
+        self.backend_name = backend or ("ray" if self.ray_given else spec.settings.backend)
         self.ray_address = self.ray_given.get("address")
         self._backend: Any = None
         self.state = state_location(state or spec.settings.state, self.workspace, self.base_dir)
