@@ -188,7 +188,8 @@ class RayBackend:
         # Ray's unix sockets live under its temp dir, with a 107-byte limit: keep it short.
         parent = tempfile.gettempdir()
         self._temp_dir = tempfile.mkdtemp(
-            prefix="bl-ray-", dir=parent if len(parent) <= 24 else "/tmp"
+            prefix="bl-ray-",
+            dir=parent if len(parent) <= 24 else "/tmp",  # noqa: S108 - a private mkdtemp
         )
         options.setdefault("_temp_dir", self._temp_dir)
         self._init(None, options)
