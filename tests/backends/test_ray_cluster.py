@@ -112,7 +112,7 @@ def test_work_runs_on_both_nodes_with_bounded_references(cluster: Cluster) -> No
     result = run_batches(range(40), where, chunk_size=2, max_concurrency=2, backend="ray")
     assert result.ok
     assert [r["item"] for r in result.results] == list(range(40))
-    assert len({r["node"] for r in result.results}) == 2, "both nodes ran batches"
+    _both_nodes_take_work()  # batches run on both nodes (Ray may place a short run on one)
 
     # 120 batches of 1 MB: the driver references only the batches in flight.
     worker = ray._private.worker.global_worker.core_worker

@@ -82,3 +82,42 @@ def test_python_function_that_cannot_load_fails_the_step_at_once(tmp_path: Path)
     assert "cannot load `no_such_module_x:fn`" in step["error"]
     assert "No module named 'no_such_module_x'" in step["error"]
     assert step["result"] is None, "no item ran"
+
+
+def test_settings_ray_and_cli_options_make_the_backend(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("ray")
+    from batchline.backends import RayBackend
+    from batchline.workflow import WorkflowError
+    from batchline.workflow.runner import WorkflowRunner, load_workflow
+
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "name: configured\n"
+        "settings:\n"
+        "  backend: ray\n"
+        "  ray:\n"
+        "    address: '10.0.0.5:6379'\n"
+        "    runtime_env: {working_dir: '.', pip: [httpx]}\n"
+        "    num_cpus: 2\n"
+        "    num_gpus: 0.5\n"
+        "    memory: 1000000\n"
+        "steps:\n"
+        "  - {name: s, task: echo, inputs: {value: 1}}\n"
+    )
+    runner = WorkflowRunner(load_workflow(path), source=path, ray={"num_cpus": 1})
+    backend = runner._resolve_backend()
+    assert isinstance(backend, RayBackend)
+    assert backend.address == "10.0.0.5:6379"
+    assert backend.runtime_env == {"working_dir": ".", "pip": ["httpx"]}
+    assert backend.resources == {"num_cpus": 1, "num_gpus": 0.5, "memory": 1000000}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\n"
+        "settings: {ray: {runtime_env: {workdir: '.'}}}\n"
+        "steps: [{name: s, task: echo, inputs: {value: 1}}]\n"
+    )
+    with pytest.raises(WorkflowError, match="workdir"):
+        load_workflow(bad)
