@@ -106,16 +106,17 @@ def tiny(batch: Batch[int]) -> list[int]:
 
 def _memory_rows(ray: Any, backend: Any) -> list[Row]:
     rows = []
-    before_store = _store_mb(ray)
-    for _ in stream_batches(range(160), megabyte, chunk_size=2, max_concurrency=2, backend=backend):
-        pass
-    after_store = _store_mb(ray)
+    samples = [_store_mb(ray)]
+    stream = stream_batches(range(160), megabyte, chunk_size=2, max_concurrency=2, backend=backend)
+    for number, _ in enumerate(stream, 1):
+        if number % 10 == 0:
+            samples.append(_store_mb(ray))
     rows.append(
         Row(
             MEMORY,
-            "object store, 80 batches of 1 MB",
-            f"{before_store:.0f} -> {after_store:.0f} MiB",
-            "finished batches are released (was 28 -> 83 MiB)",
+            "object store, 80 batches of 1 MB (every 10 batches)",
+            " / ".join(f"{mb:.0f}" for mb in samples) + " MiB",
+            "flat: finished batches are released (before: grew 28 -> 83 MiB)",
         )
     )
     run_batches(range(200), tiny, chunk_size=1, max_concurrency=2, backend=backend)  # warm
@@ -127,7 +128,7 @@ def _memory_rows(ray: Any, backend: Any) -> list[Row]:
             MEMORY,
             "driver RSS, 2,000 small batches",
             f"{_rss_mb() - before:+.0f} MB",
-            "was +120 MB (every task handle kept)",
+            "before: +120 MB (every task handle kept)",
         )
     )
     return rows
@@ -152,7 +153,8 @@ def run() -> list[Row]:
             while sum(1 for n in ray.nodes() if n["Alive"]) < 2:
                 time.sleep(0.2)
             ray.cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
-            _plain_tasks(ray)  # warm the workers of both nodes
+            _plain_tasks(ray)  # warm the workers of both nodes, and each contender
+            _ray_data(ray)
             _batchline(backend, Path(tmp), 0)
             plain = _timed(lambda: _plain_tasks(ray))
             data = _timed(lambda: _ray_data(ray))
