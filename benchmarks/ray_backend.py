@@ -116,7 +116,7 @@ def _memory_rows(ray: Any, backend: Any) -> list[Row]:
             MEMORY,
             "object store, 80 batches of 1 MB (every 10 batches)",
             " / ".join(f"{mb:.0f}" for mb in samples) + " MiB",
-            "flat: finished batches are released (before: grew 28 -> 83 MiB)",
+            "Ray frees released results lazily: bounded, falls back (before: grew 28 -> 83 MiB)",
         )
     )
     run_batches(range(200), tiny, chunk_size=1, max_concurrency=2, backend=backend)  # warm

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from batchline.engine.keys import Key
 from batchline.errors import ConfigurationError, RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
 from batchline.state.codec import (
@@ -29,6 +28,7 @@ from batchline.state.codec import (
     encode_keys,
     encode_positions,
 )
+from batchline.state.keys import Key
 from batchline.state.lease import (
     DEFAULT_TTL,
     Holder,

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from batchline.backends import resolve_backend
-from batchline.engine.retry import RetryPolicy, retry_call
+from batchline.engine import (
+    RetryPolicy,
+    RunSession,
+    interruption_message,
+    new_run_id,
+    resolve_awaitable,
+    retry_call,
+)
 from batchline.errors import ConfigurationError, RunInterrupted, StateError
-from batchline.pipeline.calls import run_coroutine
-from batchline.state.base import BatchCommit, Lease, RunInfo, StateStore
-from batchline.state.open import open_store
-from batchline.state.postgres import is_postgres_url
+from batchline.state import RunInfo, StateStore, is_postgres_url, open_store
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
@@ -196,6 +198,9 @@ class WorkflowRunner:
             run so ``batchline resume`` uses them again.
         state: where the state lives: a SQLite path or ``postgresql://...`` (default
             ``settings.state``, else ``WORKSPACE/state.db``).
+        lease_ttl: seconds of heartbeat silence after which another host may take the run
+            over (None: the store's default). The run's session heartbeats every third of
+            it, so a step running longer keeps its lease.
     """
 
     def __init__(
@@ -213,6 +218,7 @@ class WorkflowRunner:
         ray_address: str | None = None,
         ray: Mapping[str, Any] | None = None,
         state: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.spec = spec
         self.source = str(Path(source).resolve()) if source else ""
@@ -220,7 +226,7 @@ class WorkflowRunner:
         folder = Path(workspace or spec.settings.workspace).expanduser()
         self.workspace = folder if folder.is_absolute() else self.base_dir / folder
         self.params = resolve_params(spec, params or {})
-        self.run_id = run_id or _new_run_id(spec.name)
+        self.run_id = run_id or new_run_id(spec.name)
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
@@ -233,7 +239,8 @@ class WorkflowRunner:
         self._backend: Any = None
         self.state = state_location(state or spec.settings.state, self.workspace, self.base_dir)
         self.store: StateStore | None = None
-        self._lease: Lease | None = None
+        self.lease_ttl = lease_ttl
+        self._session: RunSession | None = None
 
     def _say(self, text: str) -> None:
         if self.out is not None:
@@ -248,7 +255,7 @@ class WorkflowRunner:
                 self.run_id, "failed", exit_code=EXIT_FAILED, message=connect_error
             )
         self.workspace.mkdir(parents=True, exist_ok=True)
-        self.store = open_store(self.state)
+        self.store = open_store(self.state, lease_ttl=self.lease_ttl)
         started_at = time.time()
         meta = {
             "kind": "workflow",
@@ -260,7 +267,7 @@ class WorkflowRunner:
             "backend": self.backend_name,
             "ray": _jsonable(self.ray_given),
         }
-        self._lease = self.store.acquire(self.run_id, meta=meta)
+        self._session = RunSession(self.store, self.run_id, meta=meta).open()
         records = self._load_records() if self.resuming else {}
         namespaces: dict[str, Any] = {
             "args": Namespace(self.params),
@@ -305,7 +312,7 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
-        except (KeyboardInterrupt, RunInterrupted):
+        except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
             where = (
@@ -313,16 +320,17 @@ class WorkflowRunner:
                 if self.state == str(self.workspace / STATE_FILE)
                 else f"--state {self.store.location}"
             )
-            result.message = (
-                f"interrupted; the state is saved in {self.store.location}. Resume with: "
-                f"batchline resume {self.run_id} {where}"
+            result.message = interruption_message(
+                self.run_id,
+                where=f"its state is saved in {self.store.location}",
+                resume=f"Resume with: batchline resume {self.run_id} {where}",
+                signal_number=getattr(exc, "signal_number", None),
             )
         finally:
             status = {"completed": "completed", "interrupted": "interrupted"}.get(
                 result.status, "failed"
             )
-            if self._lease is not None:
-                self.store.release(self._lease, status)  # type: ignore[arg-type]
+            self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
         return result
 
@@ -384,7 +392,7 @@ class WorkflowRunner:
 
         def call() -> Any:
             value = get_task(step.task)(config)
-            return run_coroutine(value) if inspect.isawaitable(value) else value
+            return resolve_awaitable(value)
 
         def retrying(attempt: int, error: BaseException, delay: float) -> None:
             self._say(f"{label}: attempt {attempt} failed ({error}); retrying in {delay:.1f}s")
@@ -456,26 +464,19 @@ class WorkflowRunner:
         return report
 
     def _commit(self, index: int, step: StepSpec, record: StepRecord) -> None:
-        assert self.store is not None
-        assert self._lease is not None
-        self.store.commit_batch(
-            self._lease,
-            BatchCommit(
-                batch_number=index + 1,
-                keys=[f"step:{step.name}"],
-                positions=[index],
-                results=[record.as_dict()],
-                failed=[],
-                attempts=max(1, record.attempts),
-                started_at=time.time(),
-                duration=record.duration,
-            ),
+        assert self._session is not None
+        self._session.record(
+            f"step:{step.name}",
+            record.as_dict(),
+            position=index,
+            attempts=record.attempts,
+            duration=record.duration,
         )
 
     def _load_records(self) -> dict[str, StepRecord]:
-        assert self.store is not None
+        assert self._session is not None
         records: dict[str, StepRecord] = {}
-        for item in self.store.iter_items(self.run_id):
+        for item in self._session.items():
             if isinstance(item.key, str) and item.key.startswith("step:") and item.result:
                 data = item.result
                 records[item.key[5:]] = StepRecord(
@@ -491,7 +492,7 @@ class WorkflowRunner:
 
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
-    module = sys.modules.get("batchline.llm.task")
+    module = sys.modules.get("batchline.workflow.llm_task")
     if module is None:
         return {}
     snapshot: dict[str, float | int] = module.usage_snapshot()
@@ -531,11 +532,6 @@ def _step_policy(step: StepSpec) -> RetryPolicy:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _new_run_id(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
-    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
 def state_location(state: str | None, workspace: Path, base_dir: Path) -> str:
