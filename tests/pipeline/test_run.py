@@ -263,7 +263,9 @@ def test_async_agents_and_plain_functions() -> None:
             await asyncio.sleep(0)
             return {"fetched": [c["name"].upper() for c in context["companies"]]}
 
-    Fetch.triggers_batching(chunk_size=2, over="companies")
+    # runs_to_end: `count` runs per batch, as this test was written (issue #13 made a
+    # trigger followed by agents without a terminator a build error unless opted in).
+    Fetch.triggers_batching(chunk_size=2, over="companies", runs_to_end=True)
 
     def count(context: Context) -> dict[str, Any]:
         return {"count": len(context["fetched"])}
