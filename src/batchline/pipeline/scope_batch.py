@@ -1,0 +1,358 @@
+"""One batch of a scope, and the per-item records it commits.
+
+A scope batch runs the scope's agents on a chunk and returns one *record* per item,
+so the engine commits (and a resume loads) each item on its own, by its key:
+
+- ``"o"``: the outputs of the ``over`` field that belong to this item (usually one;
+  none when an agent filtered it out; several when an agent expanded it);
+- ``"s": 1`` when ``skip_if`` skipped the item and there was nothing to load,
+  ``"l": 1`` when ``load_existing`` gave its result;
+- on the batch's first item (its *carrier*), what cannot be split per item: ``"x"``
+  the batch's other fields, ``"a"`` the ``over`` outputs that could not be attributed,
+  and ``"g"`` the keys of the items they were computed from; the other items then
+  hold ``"c"``, the carrier's key.
+
+Outputs are attributed per item by the scope's ``key`` field when every output carries
+it, else by position when the agents returned one output per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from batchline.engine import Batch, Key, canonical_key
+from batchline.errors import ConfigurationError
+from batchline.pipeline.errors import StepError
+
+BATCH_KEY = "_batch"
+"""Inside a scope, ``context["_batch"]`` is ``{"number", "total", "size", "index"}``."""
+
+RunSteps = Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]
+Record = dict[str, Any]
+
+_SECOND = itemgetter(1)
+
+
+@dataclass
+class ScopeBatch:
+    """One batch of a scope, as a picklable callable (Ray ships it to a worker)."""
+
+    scope: str
+    steps: tuple[Any, ...]
+    skip_if: Any
+    load_existing: Any
+    persist_batch: Any
+    base: dict[str, Any]
+    over: str
+    total: int
+    run_steps: RunSteps
+    key_field: str | None = None
+
+    def __call__(self, batch: Batch[tuple[Key, Any]]) -> list[Record]:
+        chunk = list(map(_SECOND, batch.items))
+        keys = list(batch.keys)
+        loaded, skipped, run_offsets = self._skip(chunk)
+        context = dict(self.base)
+        context[self.over] = [chunk[i] for i in run_offsets]
+        context[BATCH_KEY] = {
+            "number": batch.number,
+            "total": self.total,
+            "size": len(chunk),
+            "index": batch.index,
+        }
+        produced, present = self._run(context, keys, loaded, run_offsets)
+        produced.pop(BATCH_KEY, None)
+        outputs = produced.pop(self.over, context[self.over])
+        if not isinstance(outputs, list):
+            outputs = [outputs]
+        per_item, unattributed = self._attribute(outputs, keys, present)
+        if self.persist_batch is not None and run_offsets:
+            fresh = _fresh_outputs(per_item, unattributed, run_offsets, loaded)
+            try:
+                self.persist_batch(fresh, _ReadOnly(context))
+            except Exception as exc:
+                _mark(exc, f"persist_batch of `{self.scope}`")
+                raise
+        return _records(keys, per_item, unattributed, produced, skipped, loaded)
+
+    def _skip(self, chunk: list[Any]) -> tuple[dict[int, Any], set[int], list[int]]:
+        """Loaded results by offset, skipped offsets, and the offsets to run."""
+        if self.skip_if is None:
+            return {}, set(), list(range(len(chunk)))
+        view = _ReadOnly(self.base)
+        loaded: dict[int, Any] = {}
+        skipped: set[int] = set()
+        run_offsets: list[int] = []
+        for offset, item in enumerate(chunk):
+            if not self.skip_if(item, view):
+                run_offsets.append(offset)
+                continue
+            existing = self.load_existing(item, view) if self.load_existing else None
+            if existing is None:
+                skipped.add(offset)
+            else:
+                loaded[offset] = existing
+        return loaded, skipped, run_offsets
+
+    def _run(
+        self,
+        context: dict[str, Any],
+        keys: list[Key],
+        loaded: dict[int, Any],
+        run_offsets: list[int],
+    ) -> tuple[dict[str, Any], list[int]]:
+        """Run the agents; loaded results join the list after the trigger.
+
+        Returns the fields produced and the offsets of the items that reached the end
+        (in order), used to attribute outputs by position.
+        """
+        produced: dict[str, Any] = {}
+        if not loaded:
+            if run_offsets:
+                produced = self._steps(self.steps, context)
+            return produced, run_offsets
+        present = sorted([*run_offsets, *loaded])
+        if run_offsets:
+            produced = self._steps(self.steps[:1], context)
+            fresh = produced.get(self.over, context[self.over])
+            context[self.over] = self._join(fresh, keys, loaded, run_offsets)
+        else:
+            context[self.over] = [loaded[i] for i in sorted(loaded)]
+        produced[self.over] = context[self.over]
+        if len(self.steps) > 1:
+            produced.update(self._steps(self.steps[1:], context))
+        return produced, present
+
+    def _join(
+        self,
+        fresh: Any,
+        keys: list[Key],
+        loaded: dict[int, Any],
+        run_offsets: list[int],
+    ) -> list[Any]:
+        """The trigger's outputs and the loaded results, in item order where known."""
+        fresh = fresh if isinstance(fresh, list) else [fresh]
+        by_offset: dict[int, list[Any]] = {offset: [value] for offset, value in loaded.items()}
+        if len(fresh) == len(run_offsets):
+            for offset, value in zip(run_offsets, fresh, strict=True):
+                by_offset[offset] = [value]
+        else:
+            attributed = self._by_key(fresh, keys)
+            if attributed is None:
+                # Neither aligned nor keyed: loaded results follow the fresh outputs.
+                return [*fresh, *(loaded[i] for i in sorted(loaded))]
+            for offset, values in attributed.items():
+                by_offset.setdefault(offset, []).extend(values)
+        return [value for offset in sorted(by_offset) for value in by_offset[offset]]
+
+    def _attribute(
+        self, outputs: list[Any], keys: list[Key], present: list[int]
+    ) -> tuple[dict[int, list[Any]], list[Any]]:
+        """Outputs per item offset, and those that belong to no single item."""
+        attributed = self._by_key(outputs, keys)
+        if attributed is not None:
+            return attributed, []
+        if len(outputs) == len(present):
+            return {offset: [value] for offset, value in zip(present, outputs, strict=True)}, []
+        return {}, outputs
+
+    def _by_key(self, outputs: list[Any], keys: list[Key]) -> dict[int, list[Any]] | None:
+        """Outputs grouped by the offset of the item whose key they carry, if all do."""
+        field = self.key_field
+        if field is None or not outputs:
+            return None
+        offsets = {key: offset for offset, key in enumerate(keys)}
+        grouped: dict[int, list[Any]] = {}
+        for value in outputs:
+            if not isinstance(value, Mapping) or field not in value:
+                return None
+            offset = offsets.get(value[field])
+            if offset is None:
+                return None
+            grouped.setdefault(offset, []).append(value)
+        return grouped
+
+    def _steps(self, steps: tuple[Any, ...], context: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.run_steps(steps, context)
+        except StepError as exc:
+            _mark(exc, exc.step_name)
+            raise
+        except Exception as exc:
+            _mark(exc, self.scope)
+            raise
+
+
+def _mark(exc: BaseException, agent: str) -> None:
+    """Remember which agent raised (kept when already set by the agent call itself)."""
+    if not hasattr(exc, "batchline_agent"):
+        try:
+            exc.batchline_agent = agent  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions with __slots__
+            pass
+
+
+def _fresh_outputs(
+    per_item: dict[int, list[Any]],
+    unattributed: list[Any],
+    run_offsets: list[int],
+    loaded: dict[int, Any],
+) -> list[Any]:
+    """The outputs of the items that ran in this batch (not the loaded ones)."""
+    fresh = [value for offset in run_offsets for value in per_item.get(offset, ())]
+    if unattributed:
+        loaded_ids = {id(value) for value in loaded.values()}
+        fresh.extend(value for value in unattributed if id(value) not in loaded_ids)
+    return fresh
+
+
+def _records(
+    keys: list[Key],
+    per_item: dict[int, list[Any]],
+    unattributed: list[Any],
+    extras: dict[str, Any],
+    skipped: set[int],
+    loaded: dict[int, Any],
+) -> list[Record]:
+    records: list[Record] = []
+    for offset in range(len(keys)):
+        record: Record = {"o": per_item.get(offset, [])}
+        if offset in skipped:
+            record["s"] = 1
+        elif offset in loaded:
+            record["l"] = 1
+        records.append(record)
+    if extras or unattributed:
+        carrier = records[0]
+        if extras:
+            carrier["x"] = extras
+        if unattributed:
+            carrier["a"] = unattributed
+        carrier["g"] = list(keys)
+        for record in records[1:]:
+            record["c"] = keys[0]
+    return records
+
+
+# -- reading records back -------------------------------------------------------------
+
+
+def records_outputs(records: Sequence[Record | None]) -> Iterator[Any]:
+    """The ``over`` outputs of committed records, in item order."""
+    for record in records:
+        if record is None:
+            continue
+        yield from record.get("a", ())
+        yield from record["o"]
+
+
+def records_extras(records: Sequence[Record | None]) -> list[dict[str, Any]]:
+    """The batch-level fields of committed records (one part per carrier)."""
+    return [record["x"] for record in records if record is not None and "x" in record]
+
+
+def count_skipped(records: Sequence[Record | None]) -> int:
+    """Items ``skip_if`` skipped with nothing to load."""
+    return sum(1 for record in records if record is not None and record.get("s"))
+
+
+# -- keys -----------------------------------------------------------------------------
+
+
+def item_keys(items: list[Any], spec: Any, scope: str, *, by_content: bool) -> list[Key]:
+    """The key of every scope item (positions when nothing durable needs more).
+
+    Args:
+        items: the scope's list.
+        spec: the scope's ``key``: a field name, a callable, or None.
+        scope: the scope's name, for errors.
+        by_content: key items by a hash of their canonical JSON when ``spec`` is None
+            (a store is given); else by position.
+
+    Raises:
+        ConfigurationError: a key is missing, of the wrong type, repeated, or an item
+            has no canonical JSON form.
+    """
+    if spec is None:
+        if not by_content:
+            return list(range(len(items)))
+        return _hashed(items, scope)
+    keys: list[Key] = []
+    first: dict[Key, int] = {}
+    for position, item in enumerate(items):
+        key = _declared_key(item, spec, position, scope)
+        if key in first:
+            raise ConfigurationError(
+                f"batching scope `{scope}`: key {key!r} is shared by the items at positions "
+                f"{first[key]} and {position}; keys must be unique so that a resume matches "
+                "each item to its result. Fix the data, or choose another `key=` on "
+                "triggers_batching (key=None keys items by a hash of their content)."
+            )
+        first[key] = position
+        keys.append(key)
+    return keys
+
+
+def _hashed(items: list[Any], scope: str) -> list[Key]:
+    """Content keys; the n-th repeat of an identical item gets ``~n`` appended."""
+    seen: dict[str, int] = {}
+    keys: list[Key] = []
+    for item in items:
+        try:
+            key = canonical_key(item)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"batching scope `{scope}`: {exc} Or declare an id-like field on the trigger: "
+                "triggers_batching(..., key='id')."
+            ) from exc
+        count = seen.get(key, 0)
+        seen[key] = count + 1
+        keys.append(key if count == 0 else f"{key}~{count}")
+    return keys
+
+
+def _declared_key(item: Any, spec: Any, position: int, scope: str) -> Key:
+    if isinstance(spec, str):
+        if not isinstance(item, Mapping) or spec not in item:
+            found = (
+                f"has fields {', '.join(sorted(map(str, item))) or 'none'}"
+                if isinstance(item, Mapping)
+                else f"is a {type(item).__name__}"
+            )
+            raise ConfigurationError(
+                f"batching scope `{scope}` keys items by {spec!r}, but the item at position "
+                f"{position} {found}. Give every item that field, or choose another `key=` "
+                "on triggers_batching (key=None keys items by a hash of their content)."
+            )
+        key = item[spec]
+        source = f"field {spec!r}"
+    else:
+        key = spec(item)
+        source = f"key function {getattr(spec, '__name__', spec)!r}"
+    if type(key) is not str and type(key) is not int:
+        raise ConfigurationError(
+            f"batching scope `{scope}`: {source} gave {key!r} ({type(key).__name__}) for the "
+            f"item at position {position}; a key must be a str or an int."
+        )
+    return key
+
+
+class _ReadOnly(Mapping[str, Any]):
+    """A read-only view of a dict (cheaper to reason about than a copy)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
