@@ -297,7 +297,9 @@ def _declare_trigger(
         ("override", override),
     ):
         if not isinstance(flag, bool):
-            raise BatchingConfigurationError(f"{where}: `{name}` is {flag!r}; expected True or False.")
+            raise BatchingConfigurationError(
+                f"{where}: `{name}` is {flag!r}; expected True or False."
+            )
     with _CONFIG_LOCK:
         current = cls.batching_config
         config = current.replace(

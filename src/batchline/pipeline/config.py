@@ -34,7 +34,7 @@ class HookTable(Mapping[str, tuple[Hook, ...]]):
     __slots__ = ("_hooks",)
 
     def __init__(self, hooks: Mapping[str, tuple[Hook, ...]] | None = None) -> None:
-        table = dict.fromkeys(HOOK_EVENTS, ())
+        table: dict[str, tuple[Hook, ...]] = dict.fromkeys(HOOK_EVENTS, ())
         table.update(hooks or {})
         self._hooks: dict[str, tuple[Hook, ...]] = table
 

@@ -286,9 +286,7 @@ class PipelineBatchExecutor:
                     call_hook("progress", self.progress, progress)
 
             watch_start = bool(config.hooks.get("on_batch_start")) or _env_flag("BATCHLINE_DEBUG")
-            watch_complete = bool(config.hooks.get("on_batch_complete")) or callable(
-                self.progress
-            )
+            watch_complete = bool(config.hooks.get("on_batch_complete")) or callable(self.progress)
             stream = stream_batches(
                 pairs,
                 traced_batch if local and self.tracing.enabled else scope_batch,
@@ -311,7 +309,10 @@ class PipelineBatchExecutor:
                     fields = self._account(outcome, result)
                     if fields is not None:
                         merge_into(
-                            running, fields, source=f"scope {scope.name}", on_conflict=self._conflict
+                            running,
+                            fields,
+                            source=f"scope {scope.name}",
+                            on_conflict=self._conflict,
                         )
                         outputs.append(fields)
                     snapshot = _Snapshot(base, running, outputs)

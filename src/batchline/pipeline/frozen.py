@@ -29,7 +29,7 @@ class FrozenDict(dict[str, Any]):
 
     __setitem__ = _refuse
     __delitem__ = _refuse
-    __ior__ = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse
     clear = _refuse
     pop = _refuse
     popitem = _refuse
@@ -48,7 +48,7 @@ class FrozenDict(dict[str, Any]):
 
 def freeze(value: Any) -> Any:
     """An immutable copy of ``value`` (shared when it already is immutable)."""
-    if isinstance(value, _SCALARS) or isinstance(value, FrozenDict):
+    if isinstance(value, (*_SCALARS, FrozenDict)):
         return value
     if isinstance(value, Mapping):
         return FrozenDict({key: freeze(item) for key, item in value.items()})

@@ -18,6 +18,7 @@ it, else by position when the agents returned one output per item.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -189,10 +190,8 @@ class ScopeBatch:
 def _mark(exc: BaseException, agent: str) -> None:
     """Remember which agent raised (kept when already set by the agent call itself)."""
     if not hasattr(exc, "batchline_agent"):
-        try:
+        with contextlib.suppress(AttributeError):  # exceptions with __slots__
             exc.batchline_agent = agent  # type: ignore[attr-defined]
-        except AttributeError:  # pragma: no cover - exceptions with __slots__
-            pass
 
 
 def _fresh_outputs(
