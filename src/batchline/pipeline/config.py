@@ -179,9 +179,10 @@ def check_arity(name: str, hook: Callable[..., Any], where: str) -> None:
         signature.bind(*expected)
     except TypeError as exc:
         wanted = ", ".join(expected)
-        label = name_of(hook)
+        label = str(getattr(hook, "__name__", type(hook).__name__))
+        suggested = "hook" if label == "<lambda>" else label
         raise BatchingConfigurationError(
-            f"{where}: `{name}` hook {label}{signature} cannot be called as "
-            f"{name}({wanted}) ({exc}); it would never run. Give it the signature "
-            f"def {label}({wanted}): ... (extra parameters need defaults)."
+            f"{where}: the `{name}` hook `{label}{signature}` cannot be called as "
+            f"{name}({wanted}) ({exc}), so it would never run. Give it the signature "
+            f"def {suggested}({wanted}): ... (extra parameters need defaults)."
         ) from None

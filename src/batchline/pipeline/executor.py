@@ -166,6 +166,7 @@ class PipelineBatchExecutor:
         self._over = ""
         self._keys: set[Key] = set()
         self._stale = False
+        self._orphans: dict[Key, None] = {}
 
     def stream(self, context: dict[str, Any]) -> Iterator[PipelineUpdate | ScopeOutcome]:
         """Yield an update per finished batch, then the ``ScopeOutcome``."""
@@ -325,6 +326,7 @@ class PipelineBatchExecutor:
                 outcome.cause = self._errors[first] if first is not None else exc
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
+        self._adopt_orphans(running)
         if self._stale:
             self._warn(
                 f"scope `{scope.name}`: on this resume the list {over!r} changed, and fields "
@@ -364,6 +366,24 @@ class PipelineBatchExecutor:
                 self._stale = True
             carrier = record.get("c")
             if carrier is not None and carrier not in keys:
+                self._orphans[carrier] = None
+
+    def _adopt_orphans(self, running: dict[str, Any]) -> None:
+        """Batch-level fields whose batch's first item left the list: keep them.
+
+        On a resume after the list changed, a batch of the earlier run may have lost
+        its first item (which holds the fields computed for the whole batch) while
+        other items of it stay. Those fields are read back from the store and merged,
+        so nothing the staying items contributed is lost.
+        """
+        if not self._orphans or self.store is None or self.run_id is None:
+            return
+        found = self.store.lookup(self.run_id, list(self._orphans))
+        for key in self._orphans:
+            record = found.get(key)
+            result = record.result if record is not None and record.status == "done" else None
+            if isinstance(result, dict) and "x" in result:
+                merge_into(running, result["x"], on_conflict=self._conflict)
                 self._stale = True
 
     def _account(

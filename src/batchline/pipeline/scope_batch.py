@@ -75,7 +75,7 @@ class ScopeBatch:
             try:
                 self.persist_batch(fresh, _ReadOnly(context))
             except Exception as exc:
-                _mark(exc, f"persist_batch of `{self.scope}`")
+                _mark(exc, f"{self.scope}.persist_batch")
                 raise
         return _records(keys, per_item, unattributed, produced, skipped, loaded)
 
