@@ -43,8 +43,11 @@ def test_a_detected_scope_has_the_designs_attributes() -> None:
     assert scope.scope_agents == (M, E)
     assert scope.terminator_agent is E
     assert (scope.chunk_size, scope.field) == (100, "companies")
-    assert scope.valid() and scope.is_valid
-    assert scope.includes_agent(T) and scope.includes_agent(M) and scope.includes_agent(E)
+    assert scope.valid()
+    assert scope.is_valid
+    assert scope.includes_agent(T)
+    assert scope.includes_agent(M)
+    assert scope.includes_agent(E)
     assert not scope.includes_agent(After)
     assert scope.to_dict() == {
         "trigger_agent": "T",
@@ -74,7 +77,8 @@ def test_instances_and_functions_are_reported_as_written() -> None:
     assert scope.trigger_agent is tagger
     assert scope.scope_agents == [count]
     assert scope.terminator_agent is None
-    assert scope.includes_agent(tagger) and scope.includes_agent(Tagger)
+    assert scope.includes_agent(tagger)
+    assert scope.includes_agent(Tagger)
     assert scope.includes_agent(count)
     assert scope.to_dict()["scope_agents"] == ["count"]
 
@@ -123,8 +127,10 @@ def test_introspection_and_to_dict() -> None:
         chunk_size=50, over="companies", key="id", skip_if=skip
     )
     Score = agent("Score").ends_batching()
-    assert Enrich.batching_trigger() and not Enrich.batching_terminator()
-    assert Score.batching_terminator() and not Score.batching_trigger()
+    assert Enrich.batching_trigger()
+    assert not Enrich.batching_terminator()
+    assert Score.batching_terminator()
+    assert not Score.batching_trigger()
     assert Enrich().batching_config is Enrich.batching_config
     described = Enrich.batching_config.to_dict()
     assert described["chunk_size"] == 50
@@ -278,7 +284,8 @@ def test_nested_triggers_stay_an_error() -> None:
     T2 = agent("T2").triggers_batching(chunk_size=2, over="xs")
     with pytest.raises(BatchingConfigurationError, match="scopes cannot nest") as caught:
         Pipeline(T1 >> T2 >> agent("E").ends_batching())
-    assert "`T2`" in str(caught.value) and "`T1`" in str(caught.value)
+    assert "`T2`" in str(caught.value)
+    assert "`T1`" in str(caught.value)
 
 
 def test_a_none_list_says_who_set_it_and_what_to_do() -> None:
