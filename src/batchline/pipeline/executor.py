@@ -347,7 +347,7 @@ class PipelineBatchExecutor:
     def _fields(self, result: BatchOutcome[Any, Any]) -> dict[str, Any]:
         """The fields a batch produced, rebuilt from its item records."""
         records: list[Record | None] = result.results
-        fields: dict[str, Any] = {self._over: list(records_outputs(records))}
+        fields: dict[str, Any] = {self._over: records_outputs(records)}
         extras = records_extras(records)
         if len(extras) == 1:
             fields.update(extras[0])
@@ -360,7 +360,7 @@ class PipelineBatchExecutor:
     def _check_stale(self, records: list[Record | None]) -> None:
         keys = self._keys
         for record in records:
-            if record is None:
+            if type(record) is not dict:
                 continue
             if any(key not in keys for key in record.get("g", ())):
                 self._stale = True
@@ -402,7 +402,8 @@ class PipelineBatchExecutor:
             outcome.failures.append(self._failure(result))
         if failed >= size:
             return None
-        outcome.skipped += count_skipped(result.results)
+        if self.scope.config.skip_if is not None:
+            outcome.skipped += count_skipped(result.results)
         cached = self._fields_cache.pop(result.batch.number, None)
         return cached if cached is not None else self._fields(result)
 

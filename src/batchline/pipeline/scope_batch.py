@@ -1,10 +1,11 @@
 """One batch of a scope, and the per-item records it commits.
 
 A scope batch runs the scope's agents on a chunk and returns one *record* per item,
-so the engine commits (and a resume loads) each item on its own, by its key:
+so the engine commits (and a resume loads) each item on its own, by its key. A record
+is a list, the outputs of the ``over`` field that belong to the item (usually one; none
+when an agent filtered it out; several when it expanded it), or, when there is more to
+say, a dict with those outputs under ``"o"`` and:
 
-- ``"o"``: the outputs of the ``over`` field that belong to this item (usually one;
-  none when an agent filtered it out; several when an agent expanded it);
 - ``"s": 1`` when ``skip_if`` skipped the item and there was nothing to load,
   ``"l": 1`` when ``load_existing`` gave its result;
 - on the batch's first item (its *carrier*), what cannot be split per item: ``"x"``
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -32,7 +34,7 @@ BATCH_KEY = "_batch"
 """Inside a scope, ``context["_batch"]`` is ``{"number", "total", "size", "index"}``."""
 
 RunSteps = Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]
-Record = dict[str, Any]
+Record = list[Any] | dict[str, Any]
 
 _SECOND = itemgetter(1)
 
@@ -57,7 +59,9 @@ class ScopeBatch:
         keys = list(batch.keys)
         loaded, skipped, run_offsets = self._skip(chunk)
         context = dict(self.base)
-        context[self.over] = [chunk[i] for i in run_offsets]
+        context[self.over] = (
+            chunk if len(run_offsets) == len(chunk) else [chunk[i] for i in run_offsets]
+        )
         context[BATCH_KEY] = {
             "number": batch.number,
             "total": self.total,
@@ -151,14 +155,20 @@ class ScopeBatch:
 
     def _attribute(
         self, outputs: list[Any], keys: list[Key], present: list[int]
-    ) -> tuple[dict[int, list[Any]], list[Any]]:
+    ) -> tuple[list[list[Any]], list[Any]]:
         """Outputs per item offset, and those that belong to no single item."""
+        size = len(keys)
         attributed = self._by_key(outputs, keys)
         if attributed is not None:
-            return attributed, []
+            return [attributed.get(offset, []) for offset in range(size)], []
         if len(outputs) == len(present):
-            return {offset: [value] for offset, value in zip(present, outputs, strict=True)}, []
-        return {}, outputs
+            if len(present) == size:
+                return [[value] for value in outputs], []
+            per_item: list[list[Any]] = [[] for _ in range(size)]
+            for offset, value in zip(present, outputs, strict=True):
+                per_item[offset] = [value]
+            return per_item, []
+        return [[] for _ in range(size)], outputs
 
     def _by_key(self, outputs: list[Any], keys: list[Key]) -> dict[int, list[Any]] | None:
         """Outputs grouped by the offset of the item whose key they carry, if all do."""
@@ -195,13 +205,13 @@ def _mark(exc: BaseException, agent: str) -> None:
 
 
 def _fresh_outputs(
-    per_item: dict[int, list[Any]],
+    per_item: list[list[Any]],
     unattributed: list[Any],
     run_offsets: list[int],
     loaded: dict[int, Any],
 ) -> list[Any]:
     """The outputs of the items that ran in this batch (not the loaded ones)."""
-    fresh = [value for offset in run_offsets for value in per_item.get(offset, ())]
+    fresh = [value for offset in run_offsets for value in per_item[offset]]
     if unattributed:
         loaded_ids = {id(value) for value in loaded.values()}
         fresh.extend(value for value in unattributed if id(value) not in loaded_ids)
@@ -210,52 +220,64 @@ def _fresh_outputs(
 
 def _records(
     keys: list[Key],
-    per_item: dict[int, list[Any]],
+    per_item: list[list[Any]],
     unattributed: list[Any],
     extras: dict[str, Any],
     skipped: set[int],
     loaded: dict[int, Any],
 ) -> list[Record]:
-    records: list[Record] = []
-    for offset in range(len(keys)):
-        record: Record = {"o": per_item.get(offset, [])}
-        if offset in skipped:
-            record["s"] = 1
-        elif offset in loaded:
-            record["l"] = 1
-        records.append(record)
+    records: list[Record] = per_item  # type: ignore[assignment] - plain records are lists
+    if not (extras or unattributed or skipped or loaded):
+        return records
+    records = list(records)
+    for offset in skipped:
+        records[offset] = {"o": per_item[offset], "s": 1}
+    for offset in loaded:
+        records[offset] = {"o": per_item[offset], "l": 1}
     if extras or unattributed:
-        carrier = records[0]
+        carrier = _as_dict(records[0])
         if extras:
             carrier["x"] = extras
         if unattributed:
             carrier["a"] = unattributed
         carrier["g"] = list(keys)
-        for record in records[1:]:
-            record["c"] = keys[0]
+        records[0] = carrier
+        for offset in range(1, len(records)):
+            other = _as_dict(records[offset])
+            other["c"] = keys[0]
+            records[offset] = other
     return records
+
+
+def _as_dict(record: Record) -> dict[str, Any]:
+    return record if isinstance(record, dict) else {"o": record}
 
 
 # -- reading records back -------------------------------------------------------------
 
 
-def records_outputs(records: Sequence[Record | None]) -> Iterator[Any]:
+def records_outputs(records: Sequence[Record | None]) -> list[Any]:
     """The ``over`` outputs of committed records, in item order."""
+    if dict not in set(map(type, records)) and None not in records:
+        return list(chain.from_iterable(records))  # type: ignore[arg-type] - all lists
+    outputs: list[Any] = []
     for record in records:
-        if record is None:
-            continue
-        yield from record.get("a", ())
-        yield from record["o"]
+        if type(record) is list:
+            outputs.extend(record)
+        elif record is not None:
+            outputs.extend(record.get("a", ()))
+            outputs.extend(record["o"])
+    return outputs
 
 
 def records_extras(records: Sequence[Record | None]) -> list[dict[str, Any]]:
     """The batch-level fields of committed records (one part per carrier)."""
-    return [record["x"] for record in records if record is not None and "x" in record]
+    return [record["x"] for record in records if type(record) is dict and "x" in record]
 
 
 def count_skipped(records: Sequence[Record | None]) -> int:
     """Items ``skip_if`` skipped with nothing to load."""
-    return sum(1 for record in records if record is not None and record.get("s"))
+    return sum(1 for record in records if type(record) is dict and record.get("s"))
 
 
 # -- keys -----------------------------------------------------------------------------
