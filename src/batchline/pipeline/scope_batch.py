@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from batchline.engine import Batch, Key, canonical_key
 from batchline.errors import ConfigurationError
@@ -226,10 +226,9 @@ def _records(
     skipped: set[int],
     loaded: dict[int, Any],
 ) -> list[Record]:
-    records: list[Record] = per_item  # type: ignore[assignment] - plain records are lists
+    records: list[Record] = list(per_item)
     if not (extras or unattributed or skipped or loaded):
         return records
-    records = list(records)
     for offset in skipped:
         records[offset] = {"o": per_item[offset], "s": 1}
     for offset in loaded:
@@ -259,14 +258,14 @@ def _as_dict(record: Record) -> dict[str, Any]:
 def records_outputs(records: Sequence[Record | None]) -> list[Any]:
     """The ``over`` outputs of committed records, in item order."""
     if dict not in set(map(type, records)) and None not in records:
-        return list(chain.from_iterable(records))  # type: ignore[arg-type] - all lists
+        return list(chain.from_iterable(cast("Sequence[list[Any]]", records)))
     outputs: list[Any] = []
     for record in records:
-        if type(record) is list:
-            outputs.extend(record)
-        elif record is not None:
+        if isinstance(record, dict):
             outputs.extend(record.get("a", ()))
             outputs.extend(record["o"])
+        elif record is not None:
+            outputs.extend(record)
     return outputs
 
 
