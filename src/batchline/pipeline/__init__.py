@@ -5,10 +5,12 @@ from batchline.pipeline.config import BatchingConfig
 from batchline.pipeline.errors import (
     BatchingConfigurationError,
     PipelineBatchError,
+    PipelineInterrupted,
     PipelineWarning,
     StepError,
 )
 from batchline.pipeline.executor import BATCH_KEY, PipelineBatchExecutor
+from batchline.pipeline.frozen import FrozenDict
 from batchline.pipeline.flow import Chunked, FunctionAgent, Node, Parallel, Sequence, Step
 from batchline.pipeline.pipeline import Pipeline
 from batchline.pipeline.progress import BatchProgressContext
@@ -30,6 +32,7 @@ __all__ = [
     "BatchingScope",
     "BatchingScopeManager",
     "Chunked",
+    "FrozenDict",
     "FunctionAgent",
     "Node",
     "Parallel",
@@ -37,6 +40,7 @@ __all__ = [
     "PipelineBatchError",
     "PipelineBatchExecutor",
     "PipelineFailure",
+    "PipelineInterrupted",
     "PipelineResult",
     "PipelineStats",
     "PipelineUpdate",
