@@ -105,11 +105,6 @@ def merge_outputs(
     return merged
 
 
-def ignore_conflicts(path: str, old: Any, new: Any) -> None:
-    """An ``on_conflict`` that says nothing (for re-merging what was reported already)."""
-    del path, old, new
-
-
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

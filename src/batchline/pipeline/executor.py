@@ -24,7 +24,7 @@ from typing import Any
 from batchline.backends import Backend, LocalBackend
 from batchline.engine import BatchOutcome, BatchProgress, Key, RetryPolicy, stream_batches
 from batchline.engine.hooks import call_hook
-from batchline.engine.merge import ignore_conflicts, merge_into, merge_outputs
+from batchline.engine.merge import merge_into, merge_outputs
 from batchline.errors import BatchRunError, RunInterrupted
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.errors import PipelineWarning, StepError
@@ -495,7 +495,7 @@ class _Snapshot(Mapping[str, Any]):
         elif name in self._running and self._count:
             value = merge_outputs(
                 [out for out in self._outputs[: self._count] if name in out],
-                on_conflict=ignore_conflicts,
+                on_conflict=_already_reported,
             ).get(name, self._base.get(name))
             if name not in self._base and value is None:
                 raise KeyError(name)
@@ -520,6 +520,11 @@ class _Snapshot(Mapping[str, Any]):
 
 
 _FIRST = itemgetter(0)
+
+
+def _already_reported(path: str, old: Any, new: Any) -> None:
+    """Conflicts met again while rebuilding a snapshot were reported when first merged."""
+    del path, old, new
 
 
 def _short(value: Any, limit: int = 60) -> str:
