@@ -10,8 +10,8 @@ from batchline.pipeline.errors import (
     StepError,
 )
 from batchline.pipeline.executor import BATCH_KEY, PipelineBatchExecutor
-from batchline.pipeline.frozen import FrozenDict
 from batchline.pipeline.flow import Chunked, FunctionAgent, Node, Parallel, Sequence, Step
+from batchline.pipeline.frozen import FrozenDict
 from batchline.pipeline.pipeline import Pipeline
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import (
