@@ -11,6 +11,7 @@ type and message and exits 130.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from batchline.pipeline import Agent, BatchProgressContext, Pipeline
 
 class Discover(Agent):
     def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        if os.environ.get("SLOW_DISCOVER"):
+            print("discovering", flush=True)
+            time.sleep(1.5)  # a signal now lets this step finish; the scope never starts
         return {"companies": [{"id": i, "name": f"c{i}"} for i in range(12)]}
 
 

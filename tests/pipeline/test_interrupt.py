@@ -7,6 +7,7 @@ effect happened exactly once.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 CASE = Path(__file__).resolve().parent.parent / "cases" / "pipeline_interrupt.py"
 
 
-def start(tmp_path: Path, concurrency: int) -> subprocess.Popen[str]:
+def start(tmp_path: Path, concurrency: int, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -30,6 +31,7 @@ def start(tmp_path: Path, concurrency: int) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **env},
     )
 
 
@@ -58,3 +60,18 @@ def test_signal_interrupts_a_pipeline_and_the_resume_runs_each_item_once(
     assert f"DONE {list(range(12))} 12 ok=True".replace(" ", "") in out.replace(" ", "")
     effects = (tmp_path / "effects.log").read_text().split()
     assert sorted(map(int, effects)) == list(range(12))  # each side effect exactly once
+
+
+def test_a_signal_between_scopes_lets_the_step_finish_and_starts_nothing_new(
+    tmp_path: Path,
+) -> None:
+    process = start(tmp_path, 1, SLOW_DISCOVER="1")
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "discovering"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert "interrupted by SIGINT during agent `Discover`" in out
+    assert "batch 1 done" not in out
+    assert not (tmp_path / "effects.log").exists()  # the scope never started
+    assert "the pipeline finishes the step in flight" in err  # one line, no logging set up
