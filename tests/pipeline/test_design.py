@@ -174,6 +174,19 @@ def test_subclasses_do_not_inherit_batching_declarations() -> None:
     assert Parent.batching_config.chunk_size == 10
 
 
+def test_a_config_assigned_in_the_class_body_is_that_class_s() -> None:
+    class Enrich(Agent):
+        batching_config = BatchingConfig(trigger=True, chunk_size=3, over="xs")
+
+    class Child(Enrich):
+        pass
+
+    assert Enrich.batching_trigger()
+    assert Enrich().batching_config.chunk_size == 3
+    assert not Child.batching_trigger()
+    assert not Child().batching_config.trigger
+
+
 def test_concurrent_declarations_are_thread_safe() -> None:
     Enrich = agent("Enrich").triggers_batching(chunk_size=2, over="xs")
     errors: list[BaseException] = []

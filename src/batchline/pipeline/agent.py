@@ -50,6 +50,17 @@ class AgentMeta(type):
     its parent declared.
     """
 
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> AgentMeta:
+        declared = namespace.get("batching_config")
+        if isinstance(declared, BatchingConfig):  # ``batching_config = BatchingConfig(...)``
+            namespace = {k: v for k, v in namespace.items() if k != "batching_config"}
+        cls = super().__new__(mcs, name, bases, namespace, **kwargs)
+        if isinstance(declared, BatchingConfig):
+            _set_config(cls, declared)
+        return cls
+
     @property
     def batching_config(cls) -> BatchingConfig:
         """The batching configuration declared on this class (not inherited)."""
