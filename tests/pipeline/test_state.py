@@ -315,3 +315,30 @@ def test_memory_store_resumes_in_the_same_process() -> None:
     again = Pipeline(Enrich, store=store, run_id="m").run({"xs": [3, 4, 1]})
     assert again.context["xs"] == [4, 5, 2]
     assert runs == [1, 2, 3, 4]
+
+
+def test_a_filtering_trigger_with_loaded_results_keeps_item_order_by_key() -> None:
+    cache = {1: {"id": 1, "v": "cached"}, 4: {"id": 4, "v": "cached"}}
+    persisted: list[list[int]] = []
+
+    def keep_even(ctx: Context) -> dict[str, Any]:
+        return {"xs": [{**x, "v": "new"} for x in ctx["xs"] if x["id"] % 2 == 0]}
+
+    Filter = make("Filter", keep_even).triggers_batching(
+        chunk_size=3,
+        over="xs",
+        key="id",
+        skip_if=lambda item, ctx: item["id"] in cache,
+        load_existing=lambda item, ctx: cache[item["id"]],
+        persist_batch=lambda results, ctx: persisted.append(ids(results)),
+    )
+    Count = make("Count", lambda ctx: {"sizes": [len(ctx["xs"])]}).ends_batching()
+    result = Pipeline(Filter >> Count).run({"xs": [{"id": i} for i in range(6)]})
+    assert [(x["id"], x["v"]) for x in result.context["xs"]] == [
+        (0, "new"),
+        (1, "cached"),
+        (2, "new"),
+        (4, "cached"),
+    ]
+    assert result.context["sizes"] == [3, 1]  # Count saw the loaded results too
+    assert persisted[0] == [0, 2]
