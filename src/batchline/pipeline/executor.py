@@ -27,7 +27,7 @@ from batchline.engine.hooks import call_hook
 from batchline.engine.merge import merge_into, merge_outputs
 from batchline.errors import BatchRunError, RunInterrupted
 from batchline.observe.tracing import Tracing
-from batchline.pipeline.errors import PipelineWarning, StepError
+from batchline.pipeline.errors import PipelineWarning
 from batchline.pipeline.frozen import freeze
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineUpdate
@@ -37,11 +37,12 @@ from batchline.pipeline.scope_batch import (
     RunSteps,
     ScopeBatch,
     count_skipped,
-    item_keys,
     records_extras,
     records_outputs,
 )
+from batchline.pipeline.scope_items import item_keys, resolve_over
 from batchline.pipeline.scopes import BatchingScope
+from batchline.pipeline.snapshot import Snapshot
 from batchline.pipeline.steps import NodeRunner, plain_call
 from batchline.state.base import StateStore
 from batchline.state.memory import MemoryStateStore
@@ -67,52 +68,6 @@ class ScopeOutcome:
     stopped: BatchRunError | None = None
     interrupted: RunInterrupted | None = None
     cause: BaseException | None = None
-
-
-def resolve_over(
-    scope: BatchingScope, context: Mapping[str, Any], origins: Mapping[str, str] | None = None
-) -> str:
-    """The list field the scope batches, or a ``StepError`` that names what is there.
-
-    ``origins`` maps a field to what set it (``"agent `Discover`"``), for the message.
-    """
-    lists = sorted(name for name, value in context.items() if isinstance(value, list))
-    listed = ", ".join(repr(name) for name in lists) or "none"
-    if scope.over is not None:
-        over = scope.over
-        if over not in context:
-            raise StepError(
-                f"batching scope `{scope.name}` batches over {over!r}, which the context "
-                f"does not have (list fields present: {listed}). Provide it earlier in the "
-                "flow or fix `over=`.",
-                scope.name,
-            )
-        value = context[over]
-        if value is None:
-            who = (origins or {}).get(over, "an earlier agent")
-            raise StepError(
-                f"batching scope `{scope.name}`: `{over}` is None, not a list ({who} set it "
-                f"to None). Make {who} return a list for `{over}` (an empty list [] when "
-                "there is nothing to process: the scope then runs no batch), or pass it in "
-                "the initial context.",
-                scope.name,
-            )
-        if not isinstance(value, list):
-            hint = " (convert it with list(...) first)" if isinstance(value, tuple) else ""
-            raise StepError(
-                f"batching scope `{scope.name}` batches over {over!r}, but it is a "
-                f"{type(value).__name__}, not a list{hint} (list fields present: {listed}).",
-                scope.name,
-            )
-        return over
-    if len(lists) != 1:
-        raise StepError(
-            f"batching scope `{scope.name}` has no `over=` and the context has "
-            f"{'no' if not lists else len(lists)} list fields ({listed}); name the field to "
-            f"batch with triggers_batching(chunk_size={scope.chunk_size}, over='...').",
-            scope.name,
-        )
-    return lists[0]
 
 
 class PipelineBatchExecutor:
@@ -316,7 +271,7 @@ class PipelineBatchExecutor:
                             on_conflict=self._conflict,
                         )
                         outputs.append(fields)
-                    snapshot = _Snapshot(base, running, outputs)
+                    snapshot = Snapshot(base, running, outputs)
                     yield self._update(result, fields, snapshot, total_batches)
             except RunInterrupted as exc:
                 outcome.interrupted = exc
@@ -442,10 +397,6 @@ class PipelineBatchExecutor:
         log.warning(message)
         warnings.warn(message, PipelineWarning, stacklevel=2)
 
-    def failure_error(self, number: int) -> BaseException | None:
-        """The exception that failed batch ``number`` for good, if it was seen here."""
-        return self._errors.get(number)
-
     def _update(
         self,
         result: BatchOutcome[Any, Any],
@@ -465,66 +416,7 @@ class PipelineBatchExecutor:
         )
 
 
-class _Snapshot(Mapping[str, Any]):
-    """The context as it stood after a batch: built lazily, only when read.
-
-    List fields are prefixes of the running (append-only) lists; other fields are
-    merged from the batch outputs so far on first access. Nothing is copied for
-    updates nobody reads, so streaming stays linear.
-    """
-
-    __slots__ = ("_base", "_cache", "_count", "_lengths", "_outputs", "_running")
-
-    def __init__(
-        self, base: Mapping[str, Any], running: dict[str, Any], outputs: list[dict[str, Any]]
-    ) -> None:
-        self._base = base
-        self._running = running
-        self._outputs = outputs
-        self._count = len(outputs)
-        self._lengths = {
-            name: len(value) for name, value in running.items() if isinstance(value, list)
-        }
-        self._cache: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name in self._cache:
-            return self._cache[name]
-        if name in self._lengths:
-            value: Any = self._running[name][: self._lengths[name]]
-        elif name in self._running and self._count:
-            value = merge_outputs(
-                [out for out in self._outputs[: self._count] if name in out],
-                on_conflict=_already_reported,
-            ).get(name, self._base.get(name))
-            if name not in self._base and value is None:
-                raise KeyError(name)
-        else:
-            value = self._base[name]
-        self._cache[name] = value
-        return value
-
-    def _names(self) -> list[str]:
-        scope = [
-            n
-            for n in self._running
-            if n in self._lengths or any(n in out for out in self._outputs[: self._count])
-        ]
-        return [*scope, *(n for n in self._base if n not in scope)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-
 _FIRST = itemgetter(0)
-
-
-def _already_reported(path: str, old: Any, new: Any) -> None:
-    """Conflicts met again while rebuilding a snapshot were reported when first merged."""
-    del path, old, new
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -26,8 +26,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, cast
 
-from batchline.engine import Batch, Key, canonical_key
-from batchline.errors import ConfigurationError
+from batchline.engine import Batch, Key
 from batchline.pipeline.errors import StepError
 
 BATCH_KEY = "_batch"
@@ -277,87 +276,6 @@ def records_extras(records: Sequence[Record | None]) -> list[dict[str, Any]]:
 def count_skipped(records: Sequence[Record | None]) -> int:
     """Items ``skip_if`` skipped with nothing to load."""
     return sum(1 for record in records if type(record) is dict and record.get("s"))
-
-
-# -- keys -----------------------------------------------------------------------------
-
-
-def item_keys(items: list[Any], spec: Any, scope: str, *, by_content: bool) -> list[Key]:
-    """The key of every scope item (positions when nothing durable needs more).
-
-    Args:
-        items: the scope's list.
-        spec: the scope's ``key``: a field name, a callable, or None.
-        scope: the scope's name, for errors.
-        by_content: key items by a hash of their canonical JSON when ``spec`` is None
-            (a store is given); else by position.
-
-    Raises:
-        ConfigurationError: a key is missing, of the wrong type, repeated, or an item
-            has no canonical JSON form.
-    """
-    if spec is None:
-        if not by_content:
-            return list(range(len(items)))
-        return _hashed(items, scope)
-    keys: list[Key] = []
-    first: dict[Key, int] = {}
-    for position, item in enumerate(items):
-        key = _declared_key(item, spec, position, scope)
-        if key in first:
-            raise ConfigurationError(
-                f"batching scope `{scope}`: key {key!r} is shared by the items at positions "
-                f"{first[key]} and {position}; keys must be unique so that a resume matches "
-                "each item to its result. Fix the data, or choose another `key=` on "
-                "triggers_batching (key=None keys items by a hash of their content)."
-            )
-        first[key] = position
-        keys.append(key)
-    return keys
-
-
-def _hashed(items: list[Any], scope: str) -> list[Key]:
-    """Content keys; the n-th repeat of an identical item gets ``~n`` appended."""
-    seen: dict[str, int] = {}
-    keys: list[Key] = []
-    for item in items:
-        try:
-            key = canonical_key(item)
-        except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"batching scope `{scope}`: {exc} Or declare an id-like field on the trigger: "
-                "triggers_batching(..., key='id')."
-            ) from exc
-        count = seen.get(key, 0)
-        seen[key] = count + 1
-        keys.append(key if count == 0 else f"{key}~{count}")
-    return keys
-
-
-def _declared_key(item: Any, spec: Any, position: int, scope: str) -> Key:
-    if isinstance(spec, str):
-        if not isinstance(item, Mapping) or spec not in item:
-            found = (
-                f"has fields {', '.join(sorted(map(str, item))) or 'none'}"
-                if isinstance(item, Mapping)
-                else f"is a {type(item).__name__}"
-            )
-            raise ConfigurationError(
-                f"batching scope `{scope}` keys items by {spec!r}, but the item at position "
-                f"{position} {found}. Give every item that field, or choose another `key=` "
-                "on triggers_batching (key=None keys items by a hash of their content)."
-            )
-        key = item[spec]
-        source = f"field {spec!r}"
-    else:
-        key = spec(item)
-        source = f"key function {getattr(spec, '__name__', spec)!r}"
-    if type(key) is not str and type(key) is not int:
-        raise ConfigurationError(
-            f"batching scope `{scope}`: {source} gave {key!r} ({type(key).__name__}) for the "
-            f"item at position {position}; a key must be a str or an int."
-        )
-    return key
 
 
 class _ReadOnly(Mapping[str, Any]):
