@@ -35,11 +35,15 @@ def start(tmp_path: Path, concurrency: int, **env: str) -> subprocess.Popen[str]
     )
 
 
-@pytest.mark.parametrize(("signum", "concurrency"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
+@pytest.mark.parametrize(
+    ("signum", "concurrency", "branch"),
+    [(signal.SIGINT, 1, ""), (signal.SIGTERM, 2, ""), (signal.SIGINT, 2, "1")],
+)
 def test_signal_interrupts_a_pipeline_and_the_resume_runs_each_item_once(
-    tmp_path: Path, signum: int, concurrency: int
+    tmp_path: Path, signum: int, concurrency: int, branch: str
 ) -> None:
-    process = start(tmp_path, concurrency)
+    # branch: the scope runs inside a parallel branch (off the main thread).
+    process = start(tmp_path, concurrency, IN_BRANCH=branch)
     assert process.stdout is not None
     first_line = process.stdout.readline()  # the first committed batch
     assert first_line.startswith("batch "), first_line
@@ -53,8 +57,11 @@ def test_signal_interrupts_a_pipeline_and_the_resume_runs_each_item_once(
     assert "prospects-nov/scope" not in line  # the user's run id, not an internal one
     assert "PipelineBatchError" not in out + err
     assert "failed batch" not in line
+    assert "StopRun" not in out
 
-    resumed = start(tmp_path, concurrency)
+    started = (tmp_path / "effects.log").read_text().split()
+    assert len(started) < 12  # no new batch started after the signal
+    resumed = start(tmp_path, concurrency, IN_BRANCH=branch)
     out, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, err
     assert f"DONE {list(range(12))} 12 ok=True".replace(" ", "") in out.replace(" ", "")

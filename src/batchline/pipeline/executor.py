@@ -101,6 +101,7 @@ class PipelineBatchExecutor:
         tracing: Tracing | None = None,
         backend: Backend | None = None,
         origins: Mapping[str, str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.scope = scope
         self.run_steps = run_steps
@@ -113,6 +114,7 @@ class PipelineBatchExecutor:
         self.tracing = tracing or Tracing()
         self.backend: Backend = backend or LocalBackend()
         self.origins = origins or {}
+        self.should_stop = should_stop
         self._failed_agent: dict[int, str] = {}
         self._errors: dict[int, BaseException] = {}
         self._failures: dict[int, PipelineFailure] = {}
@@ -168,6 +170,7 @@ class PipelineBatchExecutor:
                 total=total_batches,
                 run_steps=self.run_steps if local else plain.run_nodes,
                 key_field=config.key if isinstance(config.key, str) else None,
+                should_stop=self.should_stop if local else None,
             )
 
             def traced_batch(batch: Any) -> list[Record]:
@@ -262,6 +265,8 @@ class PipelineBatchExecutor:
             )
             try:
                 for result in stream:
+                    if result.failures and all(f.error_type == "StopRun" for f in result.failures):
+                        continue  # stopped before it ran (an interrupt): pending, not failed
                     fields = self._account(outcome, result)
                     if fields is not None:
                         merge_into(
@@ -276,9 +281,12 @@ class PipelineBatchExecutor:
             except RunInterrupted as exc:
                 outcome.interrupted = exc
             except BatchRunError as exc:
-                outcome.stopped = exc
-                first = min(self._errors) if self._errors else None
-                outcome.cause = self._errors[first] if first is not None else exc
+                if self.should_stop is not None and self.should_stop():
+                    outcome.interrupted = RunInterrupted(str(exc), exc.result)  # see ScopeBatch
+                else:
+                    outcome.stopped = exc
+                    first = min(self._errors) if self._errors else None
+                    outcome.cause = self._errors[first] if first is not None else exc
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
         self._adopt_orphans(running)

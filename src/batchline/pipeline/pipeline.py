@@ -217,6 +217,7 @@ class Pipeline:
             for unit in units:
                 if isinstance(unit, ScopeUnit):
                     local = _RunState(context, origins=state.origins)
+                    local.guard = state.guard
                     steps = self._run_scope(unit.scope, local, f"branch-{unit.scope.index}")
                     outcome = _exhaust(steps)
                     with state.lock:
@@ -255,6 +256,7 @@ class Pipeline:
             tracing=self.tracing,
             backend=self.backend,
             origins=state.origins,
+            should_stop=state.guard.__bool__ if state.guard is not None else None,
         )
         for item in executor.stream(state.context):
             if isinstance(item, ScopeOutcome):

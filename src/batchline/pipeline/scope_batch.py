@@ -27,6 +27,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 from batchline.engine import Batch, Key
+from batchline.errors import StopRun
 from batchline.pipeline.errors import StepError
 
 BATCH_KEY = "_batch"
@@ -52,8 +53,13 @@ class ScopeBatch:
     total: int
     run_steps: RunSteps
     key_field: str | None = None
+    should_stop: Callable[[], bool] | None = None
 
     def __call__(self, batch: Batch[tuple[Key, Any]]) -> list[Record]:
+        if self.should_stop is not None and self.should_stop():
+            # A signal reached the pipeline while this scope runs off the main thread
+            # (in a parallel branch): start nothing new; the batch stays pending.
+            raise StopRun(f"scope `{self.scope}` interrupted before batch {batch.number}")
         chunk = list(map(_SECOND, batch.items))
         keys = list(batch.keys)
         loaded, skipped, run_offsets = self._skip(chunk)
