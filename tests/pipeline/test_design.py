@@ -238,6 +238,14 @@ def test_load_existing_without_skip_if_is_an_error() -> None:
     with pytest.raises(BatchingConfigurationError, match="skip_if"):
         triggers_batching(chunk_size=2, load_existing=lambda item, ctx: item)
 
+    class Loader(Agent):  # a config made by hand is checked when the pipeline is built
+        batching_config = BatchingConfig(
+            trigger=True, chunk_size=2, over="xs", load_existing=lambda item, ctx: item
+        )
+
+    with pytest.raises(BatchingConfigurationError, match="without `skip_if`"):
+        Pipeline(Loader)
+
 
 def test_the_decorator_form_names_the_class_in_its_errors() -> None:
     with pytest.raises(BatchingConfigurationError, match="class `Enrich`") as caught:

@@ -166,6 +166,22 @@ def test_persist_gets_only_new_items_and_is_not_called_when_all_were_skipped() -
     ]
 
 
+def test_force_reprocess_in_the_context_reruns_skipped_items_as_in_raaf() -> None:
+    runs: list[int] = []
+
+    def enrich(ctx: Context) -> dict[str, Any]:
+        runs.extend(ctx["xs"])
+        return {}
+
+    Enrich = make("Enrich", enrich).triggers_batching(
+        chunk_size=2, over="xs", skip_if=lambda item, ctx: item < 3
+    )
+    Pipeline(Enrich).run({"xs": [1, 2, 3]})
+    assert runs == [3]
+    Pipeline(Enrich).run({"xs": [1, 2, 3], "force_reprocess": True})
+    assert runs == [3, 1, 2, 3]
+
+
 def test_force_reprocess_reruns_skipped_items() -> None:
     runs: list[int] = []
 

@@ -162,7 +162,7 @@ class PipelineBatchExecutor:
             scope_batch = ScopeBatch(
                 scope=scope.name,
                 steps=scope.steps,
-                skip_if=None if config.force_reprocess else config.skip_if,
+                skip_if=None if _forced(config.force_reprocess, context) else config.skip_if,
                 load_existing=config.load_existing,
                 persist_batch=config.persist_batch,
                 base=base,
@@ -425,6 +425,14 @@ class PipelineBatchExecutor:
 
 
 _FIRST = itemgetter(0)
+
+
+FORCE_REPROCESS = "force_reprocess"
+"""A truthy ``context["force_reprocess"]`` makes every scope ignore ``skip_if`` (as in RAAF)."""
+
+
+def _forced(declared: bool, context: Mapping[str, Any]) -> bool:
+    return declared or bool(context.get(FORCE_REPROCESS))
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -309,6 +309,12 @@ class _Compiler:
         except BatchingConfigurationError as exc:
             self.problems.append(str(exc))
             chunk_size, over = 1, None
+        if config.load_existing is not None and config.skip_if is None:
+            self.problems.append(
+                f"{where}: `load_existing` is set without `skip_if`; it is called only for "
+                "the items skip_if skips, so it would never run. Add skip_if, or drop "
+                "load_existing."
+            )
         agents = [step.source for node in steps[1:] for step in iter_steps(node)]
         scope = BatchingScope(
             trigger_agent=trigger.source,
