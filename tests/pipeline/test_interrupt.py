@@ -78,7 +78,7 @@ def test_a_signal_between_scopes_lets_the_step_finish_and_starts_nothing_new(
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, (out, err)
-    assert "interrupted by SIGINT during agent `Discover`" in out
+    assert "interrupted by SIGINT after 0 items; it stopped during agent `Discover`" in out
     assert "batch 1 done" not in out
     assert not (tmp_path / "effects.log").exists()  # the scope never started
     assert "the pipeline finishes the step in flight" in err  # one line, no logging set up

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from typing import Any
 
-from batchline.engine.keys import KeySpec
+from batchline.engine import KeySpec
 from batchline.pipeline.errors import BatchingConfigurationError
 
 Hook = Callable[..., Any]

@@ -22,9 +22,17 @@ from operator import itemgetter
 from typing import Any
 
 from batchline.backends import Backend, LocalBackend
-from batchline.engine import BatchOutcome, BatchProgress, Key, RetryPolicy, stream_batches
-from batchline.engine.hooks import call_hook
-from batchline.engine.merge import merge_into, merge_outputs
+from batchline.engine import (
+    BatchOutcome,
+    BatchProgress,
+    Key,
+    RetryPolicy,
+    RunStats,
+    call_hook,
+    merge_into,
+    merge_outputs,
+    stream_batches,
+)
 from batchline.errors import BatchRunError, RunInterrupted
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.errors import PipelineWarning
@@ -44,8 +52,7 @@ from batchline.pipeline.scope_items import item_keys, resolve_over
 from batchline.pipeline.scopes import BatchingScope
 from batchline.pipeline.snapshot import Snapshot
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -287,6 +294,7 @@ class PipelineBatchExecutor:
                     outcome.stopped = exc
                     first = min(self._errors) if self._errors else None
                     outcome.cause = self._errors[first] if first is not None else exc
+            _count(outcome, stream.stats)
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
         self._adopt_orphans(running)
@@ -352,15 +360,10 @@ class PipelineBatchExecutor:
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]
     ) -> dict[str, Any] | None:
-        """Count a finished batch; return the fields it produced (None if all failed)."""
-        outcome.batches += 1
+        """Record a finished batch's failure; return the fields it produced (None if all
+        its items failed). Item and batch counts are the engine's (``_count``)."""
         size = len(result.batch.items)
-        outcome.items += size
-        outcome.resumed += result.resumed_items
-        outcome.retries += max(0, result.attempts - 1)
         failed = sum(len(failure.keys) for failure in result.failures)
-        outcome.failed += failed
-        outcome.succeeded += size - failed
         if result.failures:
             outcome.failures.append(self._failure(result))
         if failed >= size:
@@ -422,6 +425,16 @@ class PipelineBatchExecutor:
             failure=failure,
             resumed=result.resumed,
         )
+
+
+def _count(outcome: ScopeOutcome, stats: RunStats) -> None:
+    """The scope's counts, as the engine counted them (final once its stream ended)."""
+    outcome.batches = stats.batches
+    outcome.items = stats.total
+    outcome.succeeded = stats.succeeded
+    outcome.failed = stats.failed
+    outcome.resumed = stats.resumed
+    outcome.retries = stats.retries
 
 
 _FIRST = itemgetter(0)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from opentelemetry import trace
 
 from batchline.backends import Backend, resolve_backend
-from batchline.engine.retry import RetryPolicy
+from batchline.engine import RetryPolicy, RunSession, child_run_id, interruption_message
 from batchline.errors import BatchRunError, ConfigurationError, RunInterrupted
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.calls import run_parallel
@@ -25,7 +27,7 @@ from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineResult, PipelineStats, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope, ParallelUnit, ScopeUnit, Unit, compile_flow
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
+from batchline.state import StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -137,8 +139,15 @@ class Pipeline:
         state = _RunState(dict(context or {}))
         started = time.perf_counter()
         guard = InterruptGuard()
+        # With a store, the pipeline run itself holds a session (its scopes are child runs).
+        session = (
+            RunSession(self.store, self.run_id, meta={"kind": "pipeline"})
+            if (self.store is not None and self.run_id)
+            else None
+        )
         with (
             guard,
+            session or nullcontext(),
             self.tracing.span(
                 "batchline.pipeline",
                 {"pipeline.flow": repr(self.flow)[:200], "pipeline.run_id": self.run_id or ""},
@@ -154,9 +163,15 @@ class Pipeline:
             finally:
                 state.stats.duration = time.perf_counter() - started
                 span.set_attribute("pipeline.failed_batches", len(state.failures))
-        if state.interrupted is None and guard:
-            state.interrupted = KeyboardInterrupt()
-            state.signal_number = guard.signal_number
+            if guard:
+                state.signal_number = guard.signal_number
+                if state.interrupted is None:
+                    state.interrupted = KeyboardInterrupt()
+            if session is not None:
+                if state.interrupted is not None:
+                    session.final_status = "interrupted"
+                elif state.failures or state.stopped is not None:
+                    session.final_status = "stopped" if state.stopped is not None else "failed"
         if state.interrupted is not None:
             raise self._interrupted(state, state.interrupted) from state.interrupted
         result = state.result(self.run_id)
@@ -251,7 +266,7 @@ class Pipeline:
             retry=self.retry,
             on_error=self.on_error,
             store=self.store,
-            run_id=f"{self.run_id}/scope-{path}-{scope.name}" if self.run_id else None,
+            run_id=child_run_id(self.run_id, f"scope-{path}-{scope.name}") if self.run_id else None,
             progress=self.progress,
             tracing=self.tracing,
             backend=self.backend,
@@ -271,27 +286,35 @@ class Pipeline:
         signum = state.signal_number
         if isinstance(exc, RunInterrupted) and exc.signal_number is not None:
             signum = exc.signal_number
-        name = signal_name(signum)
-        run = f"pipeline run {self.run_id!r}" if self.run_id else "pipeline"
-        where = f" during {state.current}" if state.current else ""
-        done = state.stats.batches
+        if signum is None and not isinstance(exc, RunInterrupted):
+            signum = signal.SIGINT  # a bare KeyboardInterrupt: Ctrl-C without a handler
+        during = f"it stopped during {state.current}" if state.current else "it stopped"
         if self.store is not None and self.run_id is not None:
-            hint = (
-                f"the batches committed so far are saved in {self.store.location}. Run it "
-                f"again with the same store and run_id={self.run_id!r} to resume: only the "
-                "missing items of each scope run (steps outside scopes run again)."
+            where = f"{during}; the batches committed so far are saved in {self.store.location}"
+            resume = (
+                f"Run it again with the same store and run_id={self.run_id!r} to resume: only "
+                "the missing items of each scope run (steps outside scopes run again)."
             )
         else:
-            hint = (
-                "nothing was saved (no store), so running it again starts over; pass "
-                "store=SQLiteStateStore(...) and run_id=... to make runs resumable."
+            where = f"{during}; nothing was saved (no store)"
+            resume = (
+                "Running it again starts over; pass store=SQLiteStateStore(...) and "
+                "run_id=... to make runs resumable."
             )
-        return PipelineInterrupted(
-            f"{run} interrupted by {name}{where} after {done} finished batch(es); {hint}",
-            state.result(self.run_id),
-            signum,
-            self.run_id,
-        )
+        if self.run_id is not None:
+            message = "pipeline " + interruption_message(
+                self.run_id,
+                where=where,
+                resume=resume,
+                signal_number=signum,
+                items_done=state.stats.succeeded,
+            )
+        else:
+            message = (
+                f"pipeline interrupted by {signal_name(signum)} after {state.stats.succeeded} "
+                f"items; {where}. {resume}"
+            )
+        return PipelineInterrupted(message, state.result(self.run_id), signum, self.run_id)
 
     def _stop_message(self, state: _RunState) -> str:
         """Why the run stopped: the scope, batch and agent that failed, and what to do."""

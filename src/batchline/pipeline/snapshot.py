@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from batchline.engine.merge import merge_outputs
+from batchline.engine import merge_outputs
 
 
 class Snapshot(Mapping[str, Any]):
