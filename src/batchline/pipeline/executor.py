@@ -44,9 +44,7 @@ from batchline.pipeline.scope_batch import (
     Record,
     RunSteps,
     ScopeBatch,
-    count_skipped,
-    records_extras,
-    records_outputs,
+    read_records,
 )
 from batchline.pipeline.scope_items import item_keys, resolve_over
 from batchline.pipeline.scopes import BatchingScope
@@ -126,6 +124,7 @@ class PipelineBatchExecutor:
         self._errors: dict[int, BaseException] = {}
         self._failures: dict[int, PipelineFailure] = {}
         self._fields_cache: dict[int, dict[str, Any]] = {}
+        self._skipped: dict[int, int] = {}
         self._warned: set[str] = set()
         self._over = ""
         self._keys: set[Key] = set()
@@ -318,8 +317,9 @@ class PipelineBatchExecutor:
     def _fields(self, result: BatchOutcome[Any, Any]) -> dict[str, Any]:
         """The fields a batch produced, rebuilt from its item records."""
         records: list[Record | None] = result.results
-        fields: dict[str, Any] = {self._over: records_outputs(records)}
-        extras = records_extras(records)
+        outputs, extras, skipped = read_records(records)
+        self._skipped[result.batch.number] = skipped
+        fields: dict[str, Any] = {self._over: outputs}
         if len(extras) == 1:
             fields.update(extras[0])
         elif extras:
@@ -368,10 +368,11 @@ class PipelineBatchExecutor:
             outcome.failures.append(self._failure(result))
         if failed >= size:
             return None
-        if self.scope.config.skip_if is not None:
-            outcome.skipped += count_skipped(result.results)
-        cached = self._fields_cache.pop(result.batch.number, None)
-        return cached if cached is not None else self._fields(result)
+        number = result.batch.number
+        cached = self._fields_cache.pop(number, None)
+        fields = cached if cached is not None else self._fields(result)
+        outcome.skipped += self._skipped.pop(number, 0)
+        return fields
 
     def _failure(self, result: BatchOutcome[Any, Any]) -> PipelineFailure:
         """The failure of a batch, made once and cached (counted and streamed alike)."""

@@ -260,28 +260,30 @@ def _as_dict(record: Record) -> dict[str, Any]:
 # -- reading records back -------------------------------------------------------------
 
 
-def records_outputs(records: Sequence[Record | None]) -> list[Any]:
-    """The ``over`` outputs of committed records, in item order."""
+def read_records(
+    records: Sequence[Record | None],
+) -> tuple[list[Any], list[dict[str, Any]], int]:
+    """A batch's committed records, read back in one pass.
+
+    Returns:
+        the ``over`` outputs in item order, the batch-level field parts (one per
+        carrier), and how many items ``skip_if`` skipped with nothing to load.
+    """
     if dict not in set(map(type, records)) and None not in records:
-        return list(chain.from_iterable(cast("Sequence[list[Any]]", records)))
+        return list(chain.from_iterable(cast("Sequence[list[Any]]", records))), [], 0
     outputs: list[Any] = []
+    extras: list[dict[str, Any]] = []
+    skipped = 0
     for record in records:
         if isinstance(record, dict):
             outputs.extend(record.get("a", ()))
             outputs.extend(record["o"])
+            if "x" in record:
+                extras.append(record["x"])
+            skipped += bool(record.get("s"))
         elif record is not None:
             outputs.extend(record)
-    return outputs
-
-
-def records_extras(records: Sequence[Record | None]) -> list[dict[str, Any]]:
-    """The batch-level fields of committed records (one part per carrier)."""
-    return [record["x"] for record in records if type(record) is dict and "x" in record]
-
-
-def count_skipped(records: Sequence[Record | None]) -> int:
-    """Items ``skip_if`` skipped with nothing to load."""
-    return sum(1 for record in records if type(record) is dict and record.get("s"))
+    return outputs, extras, skipped
 
 
 class _ReadOnly(Mapping[str, Any]):
