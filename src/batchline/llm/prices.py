@@ -190,3 +190,42 @@ def cost(
 ) -> float:
     """Dollars for one call at ``prices`` over genai-prices (0 for an unknown model)."""
     return PriceBook(model, prices).cost(prompt, completion, cached)
+
+
+def parse_prices(raw: Any, where: str = "prices") -> dict[str, tuple[float, float, float]]:
+    """Prices from YAML/JSON: ``{model: [input, cached_input, output]}`` or ``{model:
+    {input: .., cached_input: .., output: ..}}`` (USD per 1M tokens; ``cached_input``
+    defaults to ``input``).
+
+    Raises:
+        ConfigurationError: naming the model and what was found.
+    """
+    from batchline.errors import ConfigurationError  # noqa: PLC0415
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(
+            f"`{where}` is {type(raw).__name__}; expected a mapping model -> "
+            "[input, cached_input, output] in USD per 1M tokens"
+        )
+    table: dict[str, tuple[float, float, float]] = {}
+    for model, row in raw.items():
+        values: list[Any]
+        if isinstance(row, Mapping):
+            fresh = row.get("input")
+            values = [fresh, row.get("cached_input", fresh), row.get("output")]
+        elif isinstance(row, list | tuple) and len(row) in (2, 3):
+            values = [row[0], row[1], row[2]] if len(row) == 3 else [row[0], row[0], row[1]]
+        else:
+            values = [None]
+        if len(values) != 3 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in values
+        ):
+            raise ConfigurationError(
+                f"`{where}.{model}` is {row!r}; expected [input, cached_input, output] (or "
+                "[input, output], or {input: .., output: ..}) in USD per 1M tokens, e.g. "
+                f"{model}: [0.15, 0.075, 0.60]"
+            )
+        table[str(model)] = (float(values[0]), float(values[1]), float(values[2]))
+    return table

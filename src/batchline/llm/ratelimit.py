@@ -135,8 +135,8 @@ class RateGovernor:
         span = min(60.0, max(1.0, now - self._ok[0])) if self._ok else 60.0
         measured = max(MIN_RATE, len(self._ok) / span)
         self._last_cut = now
-        self.rate = measured * 0.9 if self.rate is None else max(
-            MIN_RATE, min(self.rate, measured) * CUT
+        self.rate = (
+            measured * 0.9 if self.rate is None else max(MIN_RATE, min(self.rate, measured) * CUT)
         )
         self._allowance = min(self._allowance, 1.0)
 

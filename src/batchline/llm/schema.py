@@ -84,9 +84,8 @@ def rejects_json_schema(status: int, message: str) -> bool:
 
 def json_object_fallback(body: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """``body`` asking for ``json_object``, with the schema in the system prompt."""
-    instruction = (
-        "Answer with only a JSON object that matches this JSON schema:\n"
-        + json.dumps(schema, ensure_ascii=False)
+    instruction = "Answer with only a JSON object that matches this JSON schema:\n" + json.dumps(
+        schema, ensure_ascii=False
     )
     messages = [dict(m) for m in body.get("messages", [])]
     if messages and messages[0].get("role") == "system":

@@ -50,6 +50,10 @@ def run_coroutine(coroutine: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False  # run it below, outside this handler: errors chain to nothing
+    else:
+        running = True
+    if not running:
         return asyncio.run(coroutine)
     box: dict[str, Any] = {}
 

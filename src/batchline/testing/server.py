@@ -316,7 +316,7 @@ class OpenAICompatibleServer:
                 {
                     "error": {
                         "code": 500,
-                        "message": "response_format type must be one of \"text\" or "
+                        "message": 'response_format type must be one of "text" or '
                         "\"json_object\": Input should be 'text' or 'json_object'",
                         "type": "server_error",
                     }

@@ -24,7 +24,7 @@ from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
 from batchline.engine.runner import stream_batches
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, StopRun
 from batchline.state.base import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
@@ -163,11 +163,30 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure."""
+def _item_result(done: Attempts, client_retries: int = 0) -> Any:
+    """A stored item result ``[value, attempts]``, or its failure; ``client_retries`` are
+    the requests a task repeated inside one attempt (an LLM client's 5xx and 429s).
+
+    Raises:
+        StopRun: the task asked the run to stop (a budget): the item is not failed, its
+            chunk stays missing and a resume runs it.
+    """
+    if isinstance(done.error, StopRun):
+        raise done.error
+    attempts = done.attempts + client_retries
     if done.error is not None:
-        return ItemFailed(done.error, done.attempts)
-    return [done.value, done.attempts]
+        return ItemFailed(done.error, attempts)
+    return [done.value, attempts]
+
+
+def _stop_names() -> set[str]:
+    """Class names of ``StopRun`` and its subclasses: outcomes failed by them were stops."""
+    names, todo = set(), [StopRun]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def _unwrap(stored: Any) -> tuple[Any, int]:
@@ -249,6 +268,7 @@ class ChunkRunner:
             return ItemFailed(exc, 0)
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        settings = {**self.settings, "client_retries": [0]}  # the task adds its own retries
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -257,7 +277,7 @@ class ChunkRunner:
             base_dir=self.base_dir,
             context=inputs_context,
             raw_inputs=self.nested_inputs,
-            settings=self.settings,
+            settings=settings,
         )
 
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
@@ -267,7 +287,7 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
-        return _item_result(done)
+        return _item_result(done, task_config.settings["client_retries"][0])
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -281,7 +301,7 @@ class ChunkRunner:
                 return await handler(task_config)
 
         done = await aretry_call(attempt, self.policy, stop=self.stop_event())
-        return _item_result(done)
+        return _item_result(done, task_config.settings["client_retries"][0])
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -390,7 +410,11 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         context=context,
         workspace=config.workspace,
         base_dir=config.base_dir,
-        settings={"max_concurrency": concurrency, "llm_model": config.settings.get("llm_model")},
+        settings={
+            "max_concurrency": concurrency,
+            "llm_model": config.settings.get("llm_model"),
+            "llm_prices": config.settings.get("llm_prices"),
+        },
         policy=policy,
         mode=mode,
         inner=inner,
@@ -412,6 +436,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     }
     on_item = config.settings.get("on_progress")
     stopped: BatchRunError | None = None
+    stop_names = _stop_names()
+    stop_reason: str | None = None
     try:
         for outcome in stream_batches(
             list(enumerate(items)),
@@ -428,12 +454,18 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         ):
             failed_keys = {}
             for failure in outcome.failures:
+                if failure.error_type in stop_names:  # stopped, not failed: left missing
+                    stop_reason = stop_reason or failure.message
+                    continue
                 for key in failure.keys:
                     failed_keys[key] = failure
             stats["resumed"] += outcome.resumed_items
+            stopped_batch = any(f.error_type in stop_names for f in outcome.failures)
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
             ):
+                if stopped_batch and key not in failed_keys:
+                    continue
                 if key in failed_keys:
                     failure = failed_keys[key]
                     failed[str(key)] = {
@@ -459,6 +491,11 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stop.set()
         run_chunk.close()
     if stopped is not None:
+        if stop_reason is not None:  # a budget (or another StopRun): resumable, nothing failed
+            raise StopRun(
+                f"step `{config.name}` stopped after {stats['processed']} of {stats['total']} "
+                f"items ({stats['failed']} failed): {stop_reason}"
+            ) from stopped
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]

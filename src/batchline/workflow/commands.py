@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from batchline.errors import BatchlineError, StateError
+from batchline.llm.budget import format_usd
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow.checks import static_problems
 from batchline.workflow.errors import WorkflowError
@@ -67,7 +68,7 @@ def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
                 f"LLM: {int(usage.get('calls', 0))} calls ({int(usage.get('cached_calls', 0))} "
                 f"from cache), {int(usage.get('prompt_tokens', 0)):,} prompt + "
                 f"{int(usage.get('completion_tokens', 0)):,} completion tokens, "
-                f"${usage.get('cost_usd', 0):.4f}",
+                f"{format_usd(float(usage.get('cost_usd', 0)))}",
                 file=stream,
             )
     sys.exit(result.exit_code)

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from batchline.backends import resolve_backend
 from batchline.engine.retry import RetryPolicy, retry_call
-from batchline.errors import RunInterrupted, StateError
+from batchline.errors import RunInterrupted, StateError, StopRun
 from batchline.pipeline.calls import run_coroutine
 from batchline.state.base import BatchCommit, Lease, RunInfo
 from batchline.state.sqlite import SQLiteStateStore
@@ -27,6 +27,7 @@ from batchline.workflow.templating import Namespace, render
 from batchline.workflow.yamlfile import load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STOPPED = 3  # stopped on purpose (a budget reached), nothing failed: resumable
 STATE_FILE = "state.db"
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}
@@ -266,7 +267,14 @@ class WorkflowRunner:
                     )
                     continue
                 before = _llm_usage()
-                record = self._run_step(index, step, namespaces)
+                try:
+                    record = self._run_step(index, step, namespaces)
+                except _Stopped as stop:
+                    result.steps[step.name] = StepRecord(
+                        "stopped", error=str(stop), error_type="StopRun"
+                    )
+                    result.steps[step.name].usage = _usage_delta(before, _llm_usage())
+                    raise
                 record.usage = _usage_delta(before, _llm_usage())
                 result.steps[step.name] = record
                 namespaces["steps"][step.name] = _namespace(record)
@@ -284,6 +292,14 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
+        except _Stopped as stop:
+            result.status = "stopped"
+            result.exit_code = EXIT_STOPPED
+            result.message = (
+                f"stopped: {stop}. Nothing failed and the state is saved in "
+                f"{self.workspace / STATE_FILE}. Resume with: "
+                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            )
         except (KeyboardInterrupt, RunInterrupted):
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
@@ -292,9 +308,11 @@ class WorkflowRunner:
                 f"batchline resume {self.run_id} --workspace {self.workspace}"
             )
         finally:
-            status = {"completed": "completed", "interrupted": "interrupted"}.get(
-                result.status, "failed"
-            )
+            status = {
+                "completed": "completed",
+                "interrupted": "interrupted",
+                "stopped": "stopped",
+            }.get(result.status, "failed")
             if self._lease is not None:
                 self.store.release(self._lease, status)  # type: ignore[arg-type]
             self.store.close()
@@ -347,6 +365,7 @@ class WorkflowRunner:
             raw_inputs=step.inputs,
             settings={
                 "max_concurrency": self.spec.settings.max_concurrency,
+                "llm_prices": self.spec.settings.prices or None,
                 "store": self.store,
                 "run_id": self.run_id,
                 "progress": self.progress,
@@ -365,6 +384,9 @@ class WorkflowRunner:
 
         done = retry_call(call, _step_policy(step), on_retry=retrying)
         attempt = done.attempts
+        if isinstance(done.error, StopRun):  # a budget: stop the run, resumable
+            self._say(f"{label}: stopped: {done.error}")
+            raise _Stopped(str(done.error)) from done.error
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
             return StepRecord(
@@ -445,6 +467,10 @@ class WorkflowRunner:
         return records
 
 
+class _Stopped(Exception):  # noqa: N818 - a signal inside the runner, like StopIteration
+    """A step asked the run to stop (``StopRun``, e.g. a budget reached)."""
+
+
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
     module = sys.modules.get("batchline.llm.task")
@@ -460,7 +486,7 @@ def _usage_delta(
     delta = {name: after[name] - before.get(name, 0) for name in after}
     if not delta.get("calls"):
         return None
-    delta["cost_usd"] = round(float(delta["cost_usd"]), 6)
+    delta["cost_usd"] = float(f"{float(delta['cost_usd']):.6g}")  # 6 significant digits
     return delta
 
 
@@ -539,6 +565,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "StepRecord",
     "WorkflowResult",
     "WorkflowRunner",

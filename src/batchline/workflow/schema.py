@@ -74,6 +74,8 @@ class SettingsSpec(_Strict):
     max_concurrency: int = Field(4, ge=1)
     workspace: str = ".batchline"
     backend: Literal["local", "ray"] = "local"
+    # LLM prices in USD per 1M tokens, {model: [input, cached_input, output]}, over genai-prices
+    prices: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkflowSpec(_Strict):
