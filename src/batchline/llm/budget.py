@@ -9,19 +9,10 @@ real costs (``max_tokens`` set bounds the answer), by at most one call's cost ot
 
 from __future__ import annotations
 
-import math
 import threading
 
 from batchline.llm.errors import BudgetExceededError
-
-
-def format_usd(amount: float) -> str:
-    """Dollars with at least 4 significant digits: ``$0.0001234``, ``$1.234``, ``$12.35``."""
-    if amount == 0 or not math.isfinite(amount):
-        return f"${amount:.2f}"
-    magnitude = math.floor(math.log10(abs(amount)))
-    decimals = max(2, 3 - magnitude)
-    return f"${amount:,.{decimals}f}"
+from batchline.observe.meters import format_usd
 
 
 class Budget:

@@ -51,9 +51,13 @@ from batchline.llm.schema import (
     response_format,
 )
 from batchline.llm.transports import AiohttpTransport, OpenAISDKTransport, openai_aiohttp_problem
+from batchline.observe.meters import add_cost_source
 
 OPENAI_URL = "https://api.openai.com/v1"
 TRANSPORTS = ("aiohttp", "openai", "openai-aiohttp")
+
+# Every call of every model in this process: what the progress display shows as cost.
+PROCESS_USAGE = Usage()
 
 # (base URL, model) of servers that rejected `json_schema` formats: json_object from then on
 _JSON_OBJECT_ONLY: set[tuple[str, str]] = set()
@@ -182,6 +186,7 @@ class ChatModel:
                 self.base_url, self.api_key, timeout, transport == "openai-aiohttp"
             )
         self._set_limits(max_concurrency, rpm, tpm, max_cost_usd, prices)
+        add_cost_source("batchline.llm", _process_cost)
 
     def _set_limits(
         self,
@@ -397,13 +402,13 @@ class ChatModel:
         async def once() -> Any:
             """One request. A 429 raises (the rate loop waits and sends again); every
             other outcome, errors included, is returned for the attempt loop."""
-            await self.governor.wait_turn(tokens)
-            if self.rpm is not None:
-                await self.rpm.acquire(1)
-            if self.tpm is not None:
-                await self.tpm.acquire(tokens)
-            await self.limiter.acquire()
+            await self.limiter.acquire()  # a slot first: the waits below are the last ones
             try:
+                await self.governor.wait_turn(tokens)
+                if self.rpm is not None:
+                    await self.rpm.acquire(1)
+                if self.tpm is not None:
+                    await self.tpm.acquire(tokens)
                 held = self.budget.reserve(estimate)
             except BaseException:
                 self.limiter.release(success=False)
@@ -424,7 +429,9 @@ class ChatModel:
             try:
                 info = read_headers(headers)
                 self.governor.observe(info)
-                error = _error(status, info.retry_after, payload)
+                error = _error(
+                    status, info.wait_hint if status == 429 else info.retry_after, payload
+                )
                 self.limiter.release(success=error is None)
                 if isinstance(error, RateLimitedError):
                     return self._rate_limited(error, counts)
@@ -459,15 +466,15 @@ class ChatModel:
             raise done.error
         payload, usage = done.value
         usage.retries, usage.rate_limited = counts.retries, counts.rate_limited
-        self.usage.add(
-            Usage(
-                calls=usage.calls,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                cost_usd=usage.cost_usd,
-            )
+        tokens_and_cost = Usage(
+            calls=usage.calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=usage.cost_usd,
         )
+        self.usage.add(tokens_and_cost)
+        PROCESS_USAGE.add(tokens_and_cost)
         return payload, usage
 
     def _rate_limited(self, error: RateLimitedError, counts: _CallCounts) -> Exception:
@@ -488,6 +495,10 @@ class ChatModel:
                 f"limits. Last answer: {error}"
             )
         raise RateLimitedError(str(error), status=429)  # the rate loop sends it again
+
+
+def _process_cost() -> float:
+    return PROCESS_USAGE.cost_usd
 
 
 @dataclass(slots=True)

@@ -114,13 +114,14 @@ class RateGovernor:
         with self._lock:
             now = time.monotonic()
             self.rate_limited += 1
+            new_episode = now >= self.cooldown_until
             if retry_after is None:
-                self._streak += 1
+                if new_episode:  # one step per cool-down, however many 429s were in flight
+                    self._streak += 1
                 wait = min(MAX_OWN_COOLDOWN, 0.5 * 2 ** min(self._streak - 1, 10))
                 wait *= 1.0 + 0.25 * random.random()
             else:
                 wait = retry_after
-            new_episode = now >= self.cooldown_until
             unhelped = retry_after is None or now - self.cooldown_until < 1.0
             if new_episode:
                 self.cooldowns += 1

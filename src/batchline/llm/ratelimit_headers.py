@@ -112,6 +112,17 @@ class RateLimitHeaders:
     cost_usd: float | None = None
 
     @property
+    def wait_hint(self) -> float | None:
+        """How long a 429 asks to wait: its retry header, else the reset of a used-up
+        limit, else the nearest reset it gives (None: it does not say)."""
+        if self.retry_after is not None:
+            return self.retry_after
+        if self.exhausted_for is not None:
+            return self.exhausted_for
+        resets = [r for r in (self.reset_requests, self.reset_tokens) if r is not None]
+        return min(resets) if resets else None
+
+    @property
     def exhausted_for(self) -> float | None:
         """Seconds until a limit the server says is used up (remaining 0) resets, else None."""
         waits = [

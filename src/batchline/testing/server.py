@@ -100,6 +100,7 @@ class OpenAICompatibleServer:
         ratelimit_headers: advertise ``x-ratelimit-limit-*``, ``-remaining-*`` and
             ``-reset-*`` on every answer (the limits only when the window is a minute).
         cost_per_call: send LiteLLM's ``x-litellm-response-cost`` with this value.
+        rate_limit_first: answer the first N requests 429 (waiting ``retry_after``).
         reject_json_schema: answer a ``json_schema`` response format with HTTP 500
             ``Input should be 'text' or 'json_object'`` (as llama.cpp's server does).
         responder: ``fn(messages, body) -> content`` to script answers (None: default).
@@ -125,6 +126,7 @@ class OpenAICompatibleServer:
         ratelimit_headers: bool = False,
         cost_per_call: float | None = None,
         reject_json_schema: bool = False,
+        rate_limit_first: int = 0,
         responder: Responder | None = None,
         seed: int = 0,
     ) -> None:
@@ -146,7 +148,9 @@ class OpenAICompatibleServer:
         self.ratelimit_headers = ratelimit_headers
         self.cost_per_call = cost_per_call
         self.reject_json_schema = reject_json_schema
+        self.rate_limit_first = rate_limit_first
         self.accepted_at: list[float] = []  # monotonic times of the answers given (200s)
+        self.log: list[tuple[float, int]] = []  # (monotonic arrival time, status) per request
         self.responder = responder
         self._rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
@@ -290,10 +294,15 @@ class OpenAICompatibleServer:
         self.counts["requests"] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        arrived = time.monotonic()
+        status = 500
         try:
-            return await self._answer(body)
+            response = await self._answer(body)
+            status = response.status
+            return response
         finally:
             self.in_flight -= 1
+            self.log.append((arrived, status))
 
     async def _answer(self, body: dict[str, Any]) -> web.StreamResponse:
         messages: list[dict[str, Any]] = body.get("messages", [])
@@ -324,7 +333,8 @@ class OpenAICompatibleServer:
                 status=500,
             )
         roll = self._rng.random()
-        if roll < self.rate_limit_rate:
+        first = self.counts["requests"] <= self.rate_limit_first
+        if first or roll < self.rate_limit_rate:
             self.counts["429"] += 1
             return web.json_response(
                 {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit_error"}},

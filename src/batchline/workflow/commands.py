@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from batchline.errors import BatchlineError, StateError
-from batchline.llm.budget import format_usd
+from batchline.observe.meters import format_usd
 from batchline.state.sqlite import SQLiteStateStore
 from batchline.workflow.checks import static_problems
 from batchline.workflow.errors import WorkflowError

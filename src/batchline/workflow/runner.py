@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from batchline.backends import resolve_backend
 from batchline.engine.retry import RetryPolicy, retry_call
 from batchline.errors import RunInterrupted, StateError, StopRun
+from batchline.observe.meters import cost_line, total_cost
 from batchline.pipeline.calls import run_coroutine
 from batchline.state.base import BatchCommit, Lease, RunInfo
 from batchline.state.sqlite import SQLiteStateStore
@@ -423,13 +424,25 @@ class WorkflowRunner:
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
+        started = time.monotonic()
+        cost_before = total_cost()
 
         def report(stats: dict[str, int]) -> None:
             now = time.monotonic()
             done = stats["processed"] + stats["failed"]
             if now - last[0] >= 1.0 or done == stats["total"]:
                 last[0] = now
-                self._say(f"{label}: {done}/{stats['total']} items, {stats['failed']} failed")
+                line = f"{label}: {done}/{stats['total']} items, {stats['failed']} failed"
+                cost_now = total_cost()
+                if cost_now is not None and cost_before is not None and cost_now > cost_before:
+                    ran = done - stats.get("resumed", 0)  # cost and time are this run's
+                    line += ", " + cost_line(
+                        cost_now - cost_before,
+                        ran,
+                        stats["total"] - stats.get("resumed", 0),
+                        now - started,
+                    )
+                self._say(line)
 
         return report
 
