@@ -1,14 +1,16 @@
 """The budget: a call reserves its estimated cost before it is sent, and settles after.
 
 The guarantee: a call is sent only if what was spent, plus what the calls in flight have
-reserved, plus its own estimate stay within ``max_cost_usd`` (or, when no call is in flight,
-while anything is left). So only the calls in flight can take spending past the budget,
-and never by more than their own cost: by nothing when the estimates are not below the
-real costs (``max_tokens`` set bounds the answer), by at most one call's cost otherwise.
+reserved, plus its own estimate stay within ``max_cost_usd``; a call that does not fit yet
+waits for the calls in flight to settle. With ``max_tokens`` set the estimate bounds the
+real cost, so spending never passes the budget. Without it, a call is also sent when it is
+the only one and anything is left, so only a call in flight can pass the budget, and by
+no more than its own cost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from batchline.llm.errors import BudgetExceededError
@@ -29,21 +31,42 @@ class Budget:
         self.in_flight = 0
         self._lock = threading.Lock()
 
-    def reserve(self, estimate: float) -> float:
-        """Hold ``estimate`` dollars for a call about to be sent (returns the amount held).
+    def reserve(self, estimate: float, *, bounded: bool = False) -> float | None:
+        """Hold ``estimate`` dollars for a call about to be sent: the amount held, or None
+        when the call may fit once the calls in flight settle (wait and ask again).
+
+        Args:
+            estimate: the call's estimated cost.
+            bounded: the estimate is an upper bound (``max_tokens`` set): never send a
+                call that may not fit.
 
         Raises:
-            BudgetExceededError: the budget cannot cover it.
+            BudgetExceededError: the budget cannot cover it, whatever the calls in flight
+                turn out to cost.
         """
         with self._lock:
             limit = self.max_cost_usd
-            fits = self.spent + self.reserved + estimate <= limit if limit is not None else True
-            alone = self.in_flight == 0 and limit is not None and self.spent < limit
-            if not (fits or alone):
-                raise BudgetExceededError(self._message(estimate), limit or 0.0, self.spent)
-            self.reserved += estimate
-            self.in_flight += 1
-            return estimate
+            if limit is None or self.spent + self.reserved + estimate <= limit:
+                return self._hold(estimate)
+            if not bounded and self.in_flight == 0 and self.spent < limit:
+                return self._hold(estimate)  # alone: it may pass the budget by its own cost
+            could_fit = self.spent + estimate <= limit or (not bounded and self.spent < limit)
+            if self.in_flight > 0 and could_fit:
+                return None
+            raise BudgetExceededError(self._message(estimate), limit, self.spent)
+
+    def _hold(self, estimate: float) -> float:
+        self.reserved += estimate
+        self.in_flight += 1
+        return estimate
+
+    async def areserve(self, estimate: float, *, bounded: bool = False) -> float:
+        """``reserve``, waiting while the calls in flight may still leave room."""
+        while True:
+            held = self.reserve(estimate, bounded=bounded)
+            if held is not None:
+                return held
+            await asyncio.sleep(0.01)
 
     def settle(self, held: float, actual: float) -> None:
         """The call came back: release what it held, count what it cost."""

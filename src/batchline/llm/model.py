@@ -394,6 +394,9 @@ class ChatModel:
         """One answer: 429s waited out on the endpoint's cool-down (not attempts, up to
         ``max_wait``); other transient errors retried by the engine's retry driver."""
         tokens, estimate = self._estimate_cost(body)
+        bounded = body.get("max_tokens") is not None
+        asked = body.get("response_format")
+        schema_format = isinstance(asked, Mapping) and asked.get("type") == "json_schema"
         counts = _CallCounts()
         rate_policy = RetryPolicy(
             max_attempts=1_000_000_000, backoff=0.0, max_backoff=0.0, jitter=0.0
@@ -409,7 +412,7 @@ class ChatModel:
                     await self.rpm.acquire(1)
                 if self.tpm is not None:
                     await self.tpm.acquire(tokens)
-                held = self.budget.reserve(estimate)
+                held = await self.budget.areserve(estimate, bounded=bounded)
             except BaseException:
                 self.limiter.release(success=False)
                 raise
@@ -436,8 +439,8 @@ class ChatModel:
                 if isinstance(error, RateLimitedError):
                     return self._rate_limited(error, counts)
                 if error is not None:
-                    if detect and rejects_json_schema(status, str(error)):
-                        return _SchemaRejected(error)
+                    if schema_format and rejects_json_schema(status, str(error)):
+                        return _schema_rejected(error, ours=detect)
                     return error
                 self.governor.succeeded()
                 usage = _usage(payload, self.price_book, info.cost_usd)
@@ -495,6 +498,19 @@ class ChatModel:
                 f"limits. Last answer: {error}"
             )
         raise RateLimitedError(str(error), status=429)  # the rate loop sends it again
+
+
+def _schema_rejected(error: Exception, *, ours: bool) -> Exception:
+    """A refused ``json_schema`` format: ours falls back to ``json_object``; the user's is a
+    request error (never retried, never replaced)."""
+    if ours:
+        return _SchemaRejected(error)
+    return LLMRequestError(
+        f"the server does not accept `response_format` type json_schema ({error}); pass "
+        "`output=` without `response_format` to let batchline fall back to json_object "
+        "with the schema in the prompt, or pass response_format={'type': 'json_object'}",
+        getattr(error, "status", None),
+    )
 
 
 def _process_cost() -> float:

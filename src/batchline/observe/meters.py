@@ -31,8 +31,10 @@ def total_cost() -> float | None:
 
 def format_usd(amount: float) -> str:
     """Dollars with at least 4 significant digits: ``$0.0001234``, ``$1.234``, ``$12.35``."""
-    if amount == 0 or not math.isfinite(amount):
-        return f"${amount:.2f}"
+    if amount == 0:
+        return "$0"
+    if not math.isfinite(amount):
+        return f"${amount}"
     magnitude = math.floor(math.log10(abs(amount)))
     decimals = max(2, 3 - magnitude)
     return f"${amount:,.{decimals}f}"
