@@ -297,7 +297,7 @@ class WorkflowRunner:
             result.status = "stopped"
             result.exit_code = EXIT_STOPPED
             result.message = (
-                f"stopped: {stop}. Nothing failed and the state is saved in "
+                f"{stop}. Nothing failed and the state is saved in "
                 f"{self.workspace / STATE_FILE}. Resume with: "
                 f"batchline resume {self.run_id} --workspace {self.workspace}"
             )
@@ -425,7 +425,7 @@ class WorkflowRunner:
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
         started = time.monotonic()
-        cost_before = total_cost()
+        cost_before = total_cost() or 0.0
 
         def report(stats: dict[str, int]) -> None:
             now = time.monotonic()
@@ -434,7 +434,7 @@ class WorkflowRunner:
                 last[0] = now
                 line = f"{label}: {done}/{stats['total']} items, {stats['failed']} failed"
                 cost_now = total_cost()
-                if cost_now is not None and cost_before is not None and cost_now > cost_before:
+                if cost_now is not None and cost_now > cost_before:
                     ran = done - stats.get("resumed", 0)  # cost and time are this run's
                     line += ", " + cost_line(
                         cost_now - cost_before,
