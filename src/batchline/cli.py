@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
+from batchline.engine import is_child_of
 from batchline.errors import BatchlineError
-from batchline.state.base import ItemStatus, RunInfo
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.state import ItemStatus, RunInfo, SQLiteStateStore
 
 DEFAULT_STATE = ".batchline/state.db"
 
@@ -137,7 +137,7 @@ def show_command(
     if only_failed and info.meta.get("kind") == "workflow":
         # A workflow's items live in one sub-run per batch step: RUN_ID/STEP.
         for sub_run in store.list_runs():
-            if sub_run.run_id.startswith(f"{run_id}/"):
+            if is_child_of(sub_run.run_id, run_id):
                 records += store.iter_items(sub_run.run_id, "failed")
     if as_json:
         data = _info_dict(info)

@@ -22,9 +22,8 @@ from batchline.llm import (
     StructuredOutputError,
     UnknownPriceError,
 )
-from batchline.llm.agent import LLMAgent
 from batchline.llm.prices import PriceBook
-from batchline.pipeline import Pipeline
+from batchline.pipeline import LLMAgent, Pipeline
 from batchline.testing import OpenAICompatibleServer
 
 

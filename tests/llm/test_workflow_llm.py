@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from batchline.llm.task import model_for
 from batchline.state.sqlite import SQLiteStateStore
+from batchline.workflow.llm_task import model_for
 from batchline.workflow.runner import EXIT_STOPPED
 from batchline.workflow.tasks import TaskConfig
 

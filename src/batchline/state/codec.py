@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import BatchResultError
+from batchline.state.keys import Key
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -34,6 +34,24 @@ def check_json(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -
         encode(results if isinstance(results, list) else list(results))
     except (TypeError, ValueError, RecursionError):
         encode_each(batch_number, keys, results)
+
+
+def unstorable(
+    batch_number: int, keys: Sequence[Key], results: Sequence[Any]
+) -> dict[int, BatchResultError]:
+    """The results a JSON store cannot keep, by index, each with the error naming it.
+
+    The engine calls it when a store refused a batch, to fail only the items at fault.
+    """
+    bad: dict[int, BatchResultError] = {}
+    for index, (key, value) in enumerate(zip(keys, results, strict=True)):
+        if type(value) in _SCALARS and type(value) is not float:
+            continue
+        try:
+            encode(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            bad[index] = _not_json(batch_number, key, value, exc)
+    return bad
 
 
 def encode_batch(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> str:

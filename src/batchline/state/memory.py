@@ -8,10 +8,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
 from batchline.state.codec import check_json
+from batchline.state.keys import Key
 from batchline.state.lease import host_name, new_token
 
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
 from batchline.state.codec import (
@@ -22,6 +21,7 @@ from batchline.state.codec import (
     encode_keys,
     encode_positions,
 )
+from batchline.state.keys import Key
 from batchline.state.lease import (
     DEFAULT_TTL,
     Holder,

@@ -20,12 +20,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchline.engine.outcome import ItemFailed
-from batchline.engine.plan import Batch
-from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
-from batchline.engine.runner import stream_batches
+from batchline.engine import (
+    Attempts,
+    Batch,
+    ItemFailed,
+    ItemResults,
+    RetryPolicy,
+    aretry_call,
+    child_run_id,
+    item_outcome,
+    retry_call,
+    run_coroutine,
+    split_run_id,
+    stream_batches,
+)
 from batchline.errors import BatchRunError, StopRun
-from batchline.state.base import StateStore
+from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
@@ -123,7 +133,7 @@ class BatchState:
     @classmethod
     def load(cls, store: StateStore, run_id: str, step: str = "") -> BatchState:
         """Read a batch step's state back from the store (``run_id`` is the step's sub-run)."""
-        state = cls(step=step or run_id.rsplit("/", 1)[-1], run_id=run_id)
+        state = cls(step=step or split_run_id(run_id)[1] or run_id, run_id=run_id)
         retried = 0
         for record in store.iter_items(run_id):
             if record.status == "done":
@@ -164,8 +174,9 @@ class BatchState:
 
 
 def _item_result(done: Attempts, client_retries: int = 0) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure; ``client_retries`` are
-    the requests a task repeated inside one attempt (an LLM client's 5xx and 429s).
+    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``);
+    ``client_retries`` are the requests a task repeated inside one attempt (an LLM
+    client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
 
     Raises:
         StopRun: the task asked the run to stop (a budget): the item is not failed, its
@@ -173,10 +184,11 @@ def _item_result(done: Attempts, client_retries: int = 0) -> Any:
     """
     if isinstance(done.error, StopRun):
         raise done.error
-    attempts = done.attempts + client_retries
-    if done.error is not None:
-        return ItemFailed(done.error, attempts)
-    return [done.value, attempts]
+    return item_outcome(Attempts(done.value, done.error, done.attempts + client_retries), _wrap)
+
+
+def _wrap(value: Any, attempts: int) -> list[Any]:
+    return [value, attempts]
 
 
 def _stop_names() -> set[str]:
@@ -319,15 +331,20 @@ class ChunkRunner:
             if closer is not None:
                 await closer()
 
-    def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
+    def __call__(self, batch: Batch[tuple[int, Any]]) -> ItemResults:
+        """Per-item outcomes of the chunk: a result the store refuses (not JSON) fails
+        only its item."""
+        return ItemResults(self._outcomes(batch))
+
+    def _outcomes(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
         if is_async and self.mode == "item":
-            return list(asyncio.run(self._arun_chunk(batch)))
+            return list(run_coroutine(self._arun_chunk(batch)))
         if self.mode == "chunk":
             values = [item for _, item in batch.items]
             ctx = self.context.create_chunk_context(values, batch.index)
             result = (
-                asyncio.run(self.arun_one(ctx, asyncio.Semaphore(1)))
+                run_coroutine(self.arun_one(ctx, asyncio.Semaphore(1)))
                 if is_async
                 else self.run_one(ctx)
             )
@@ -426,32 +443,40 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     run_id = config.settings.get("run_id")
     results: list[Any] = [None] * len(items)
     failed: dict[str, dict[str, Any]] = {}
-    stats = {
-        "total": len(items),
-        "processed": 0,
-        "failed": 0,
-        "template_failures": 0,
-        "retried": 0,
-        "resumed": 0,
-    }
+    # The engine counts items (processed, failed, resumed); this step adds what only it
+    # knows: item-level retries and template failures.
+    extra = {"template_failures": 0, "retried": 0}
+    stream = stream_batches(
+        list(enumerate(items)),
+        run_chunk,
+        chunk_size=chunk_size,
+        key=keyed,
+        store=store,
+        run_id=child_run_id(run_id, config.name) if run_id else None,
+        max_concurrency=outer,
+        backend=backend,
+        retry=RetryPolicy.none(),
+        progress=config.settings.get("progress"),
+        handle_signals=bool(config.settings.get("handle_signals", True)),
+    )
+
+    def step_stats() -> dict[str, int]:
+        counted = stream.stats
+        return {
+            "total": len(items),
+            "processed": counted.succeeded,
+            "failed": counted.failed,
+            "template_failures": extra["template_failures"],
+            "retried": extra["retried"],
+            "resumed": counted.resumed,
+        }
+
     on_item = config.settings.get("on_progress")
     stopped: BatchRunError | None = None
     stop_names = _stop_names()
     stop_reason: str | None = None
     try:
-        for outcome in stream_batches(
-            list(enumerate(items)),
-            run_chunk,
-            chunk_size=chunk_size,
-            key=keyed,
-            store=store,
-            run_id=f"{run_id}/{config.name}" if run_id else None,
-            max_concurrency=outer,
-            backend=backend,
-            retry=RetryPolicy.none(),
-            progress=config.settings.get("progress"),
-            handle_signals=bool(config.settings.get("handle_signals", True)),
-        ):
+        for outcome in stream:
             failed_keys = {}
             for failure in outcome.failures:
                 if failure.error_type in stop_names:  # stopped, not failed: left missing
@@ -459,7 +484,6 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                     continue
                 for key in failure.keys:
                     failed_keys[key] = failure
-            stats["resumed"] += outcome.resumed_items
             stopped_batch = any(f.error_type in stop_names for f in outcome.failures)
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
@@ -474,17 +498,15 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                         "attempts": failure.attempts,
                         "time": time.time(),
                     }
-                    stats["failed"] += 1
-                    stats["retried"] += max(0, failure.attempts - 1)
+                    extra["retried"] += max(0, failure.attempts - 1)
                     if failure.error_type == "TemplateError":
-                        stats["template_failures"] += 1
+                        extra["template_failures"] += 1
                     continue
                 value, attempts = _unwrap(stored)
                 results[position] = value
-                stats["processed"] += 1
-                stats["retried"] += max(0, attempts - 1)
+                extra["retried"] += max(0, attempts - 1)
             if callable(on_item):
-                on_item(stats)
+                on_item(step_stats())
     except BatchRunError as exc:  # an interruption: state is committed, say so upstream
         stopped = exc
     finally:
@@ -492,6 +514,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         run_chunk.close()
     if stopped is not None:
         if stop_reason is not None:  # a budget (or another StopRun): resumable, nothing failed
+            stats = step_stats()
             raise StopRun(
                 f"step `{config.name}` stopped after {stats['processed']} of {stats['total']} "
                 f"items ({stats['failed']} failed): {stop_reason}"
@@ -499,4 +522,4 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]
-    return {"results": results, "stats": stats, "failed": failed}
+    return {"results": results, "stats": step_stats(), "failed": failed}

@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batchline.llm.model import ChatModel
-from batchline.llm.prices import Usage, parse_prices
+from batchline.llm import ChatModel, Usage
+from batchline.llm.prices import parse_prices
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
