@@ -383,10 +383,10 @@ class ChatModel:
         return answer
 
     def _estimate_cost(self, body: Mapping[str, Any]) -> tuple[int, float]:
-        """Tokens and USD this request may use: the prompt, and ``max_tokens`` (or the
-        longest answer seen, at least 256) for the answer."""
+        """Tokens and USD this request may use: a token per 2 characters of prompt, and
+        ``max_tokens`` (or the longest answer seen, at least 256) for the answer."""
         text = sum(len(json.dumps(m.get("content", ""))) for m in body.get("messages", []))
-        prompt = text // 3 + 8
+        prompt = text // 2 + 8  # generous: common tokenizers make fewer tokens than this
         answer = int(body.get("max_tokens") or max(256, self._most_completion))
         return prompt + answer, self.price_book.cost(prompt, answer)
 
