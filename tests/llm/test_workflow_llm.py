@@ -177,3 +177,16 @@ def test_client_retries_show_in_workflow_stats_and_progress_shows_cost(
     progress = [line for line in fresh.stderr.splitlines() if "items" in line and "so far" in line]
     assert progress, fresh.stderr
     assert re.search(r"\$\d\.\d{4,} so far, ~\$\d\.\d{4,} projected, ETA \d+", progress[-1])
+
+
+def test_a_rate_limited_server_loses_no_workflow_item(make_server: Any, tmp_path: Path) -> None:
+    # 15 requests per 1 s window, no rpm and no item retries: every 429 is waited out.
+    server = make_server(rpm_limit=15, rate_window=1.0, retry_style="retry-after-ms")
+    (tmp_path / "wf.yaml").write_text(tagging(server.base_url))
+    done = cli(tmp_path, "run", "wf.yaml", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    step = json.loads(done.stdout)["steps"]["tag"]
+    assert step["result"]["stats"]["processed"] == 40
+    assert step["result"]["stats"]["failed"] == 0
+    assert server.counts["429"] > 0
+    assert step["usage"]["rate_limited"] == server.counts["429"]
