@@ -149,6 +149,7 @@ def test_advertised_per_minute_limits_become_buckets(make_server: Any, tmp_path:
     model.complete("hello")
     assert model.governor.advertised_rpm is not None
     assert model.governor.advertised_rpm.rate == pytest.approx(6000 * 0.98 / 60)
+    assert model.governor.advertised_rpm.capacity == 6000  # a minute's worth may burst
     assert model.governor.advertised_tpm is not None
 
 

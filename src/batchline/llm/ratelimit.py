@@ -15,7 +15,8 @@ One governor exists per endpoint (base URL and API key) in a process, shared by 
   second of sending grows it (5%, at least 0.2 requests/s), so a run settles at the
   server's rate instead of bursting into it.
 - **Advertised limits.** ``x-ratelimit-limit-requests`` / ``-tokens`` (per minute, as
-  OpenAI, Azure and LiteLLM report them) become request and token buckets.
+  OpenAI, Azure and LiteLLM report them) become request and token buckets holding up to a
+  minute's worth, kept in step with ``x-ratelimit-remaining-*``.
 
 State is guarded by a thread lock and waiting is ``asyncio.sleep`` in short steps, so it
 works across the chunk threads' event loops.
@@ -149,12 +150,18 @@ class RateGovernor:
             if exhausted is not None:
                 self.cooldown_until = max(self.cooldown_until, time.monotonic() + exhausted)
             advertised = (info.limit_requests or 0.0, info.limit_tokens or 0.0)
-            if advertised in (self._advertised, (0.0, 0.0)):
-                return
-            self._advertised = advertised
-            requests, tokens = advertised
-            self.advertised_rpm = TokenBucket(requests) if requests else self.advertised_rpm
-            self.advertised_tpm = TokenBucket(tokens) if tokens else self.advertised_tpm
+            if advertised not in (self._advertised, (0.0, 0.0)):
+                self._advertised = advertised
+                requests, tokens = advertised
+                if requests:
+                    self.advertised_rpm = TokenBucket(requests, burst=requests)
+                if tokens:
+                    self.advertised_tpm = TokenBucket(tokens, burst=tokens)
+            rpm, tpm = self.advertised_rpm, self.advertised_tpm
+        if rpm is not None and info.remaining_requests is not None:
+            rpm.sync(info.remaining_requests)  # the server's count beats our estimate
+        if tpm is not None and info.remaining_tokens is not None:
+            tpm.sync(info.remaining_tokens)
 
 
 _GOVERNORS: dict[tuple[str, str, bool], RateGovernor] = {}
