@@ -32,6 +32,7 @@ from batchline.llm import ChatModel
 LITELLM = Path(os.environ.get("BATCHLINE_LITELLM", "/work/litellmvenv/bin/litellm"))
 LLMOCK = Path(os.environ.get("BATCHLINE_LLMOCK", "/work/llmockvenv/bin/llmock"))
 MOCK_TEXT = "hello from the mock model"
+KEY = "sk-anything"  # no master key: a local proxy on 127.0.0.1 with no database
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
@@ -72,7 +73,12 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=folder,
-        env={**os.environ, "LITELLM_LOG": "ERROR", "NO_DOCS": "True"},
+        env={
+            **os.environ,
+            "LITELLM_LOG": "ERROR",
+            "NO_DOCS": "True",
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+        },  # 127.0.0.1, no DB
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
