@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest bench clean
+.PHONY: demo ui test lint typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+ui: $(STAMP)
+	$(BIN)/batchline ui --state demo-out/state.db --open
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

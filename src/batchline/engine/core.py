@@ -97,6 +97,8 @@ class RunCore:
         meta: dict[str, Any] = {"chunk_size": self.options.chunk_size}
         if isinstance(self.options.key, str):
             meta["key"] = self.options.key
+        if self.planner.total_items is not None:  # lets a dashboard show progress mid-run
+            meta["expected_items"] = self.planner.total_items
         if self.options.meta:
             meta.update(self.options.meta)
         self.session = RunSession(self.store, self.run_id, meta=meta).open()
