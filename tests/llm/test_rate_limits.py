@@ -74,7 +74,11 @@ def test_every_retry_and_limit_header_is_read() -> None:
     )
     assert (info.limit_requests, info.remaining_requests, info.reset_requests) == (300, 0, 360)
     assert (info.limit_tokens, info.reset_tokens) == (150000, 0.25)
-    assert info.exhausted_for == 360.0  # requests are used up; tokens are not
+    assert info.exhausted_for == 360.0 / 300  # one request back; tokens are not used up
+    alone = read_headers(
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}
+    )
+    assert alone.exhausted_for == 2.0  # no limit given: wait for the whole reset
     assert info.cost_usd == 0.00123
     anthropic = read_headers(
         {
@@ -87,7 +91,7 @@ def test_every_retry_and_limit_header_is_read() -> None:
         now=now,
     )
     assert anthropic.limit_requests == 50
-    assert anthropic.exhausted_for == pytest.approx(10, abs=1)
+    assert anthropic.exhausted_for == pytest.approx(10 / 50, abs=0.05)  # one request back
 
 
 @pytest.mark.parametrize("style", ["retry-after", "http-date", "retry-after-ms", "reset", "proxy"])

@@ -124,15 +124,19 @@ class RateLimitHeaders:
 
     @property
     def exhausted_for(self) -> float | None:
-        """Seconds until a limit the server says is used up (remaining 0) resets, else None."""
-        waits = [
-            reset
-            for remaining, reset in (
-                (self.remaining_requests, self.reset_requests),
-                (self.remaining_tokens, self.reset_tokens),
-            )
-            if remaining is not None and remaining <= 0 and reset is not None
-        ]
+        """Seconds to wait for a limit the server says is used up (remaining 0), else None.
+
+        ``x-ratelimit-reset-*`` is the time until the limit is whole again (OpenAI's
+        meaning); with the limit known, one request is back after ``reset / limit`` of it.
+        """
+        waits = []
+        used_up = self.remaining_requests is not None and self.remaining_requests <= 0
+        if used_up and self.reset_requests is not None:
+            per = self.limit_requests if self.limit_requests else 1.0
+            waits.append(self.reset_requests / max(1.0, per))
+        tokens_used_up = self.remaining_tokens is not None and self.remaining_tokens <= 0
+        if tokens_used_up and self.reset_tokens is not None:
+            waits.append(self.reset_tokens)
         return max(waits) if waits else None
 
 

@@ -252,7 +252,8 @@ class OpenAICompatibleServer:
                 self._window_tokens += tokens
                 requests += 1
                 used += tokens
-            reset = window - (now - self._window[0][0]) if self._window else 0.0
+            # OpenAI's meaning: the time until the window is whole again (its newest expires)
+            reset = window - (now - self._window[-1][0]) if self._window else 0.0
         headers: dict[str, str] = {}
         if self.ratelimit_headers or (wait is not None and self.retry_style == "reset"):
             if self.rpm_limit is not None:
