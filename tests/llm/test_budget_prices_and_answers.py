@@ -273,3 +273,36 @@ def test_agent_errors_carry_no_misleading_event_loop_error(
     chain = "".join(traceback.format_exception(caught.value))
     assert "StructuredOutputError" in chain
     assert "no running event loop" not in chain
+
+
+# -- progress ----------------------------------------------------------------------------
+
+
+def test_the_terminal_progress_bar_shows_cost_so_far_and_projected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batchline.engine import BatchProgress
+    from batchline.observe import progress as display_module
+
+    spent = [1.0]
+    monkeypatch.setattr(display_module, "total_cost", lambda: spent[0])
+    display = display_module.RichDisplay("run")
+    try:
+        spent[0] = 1.0 + 0.00012345  # what this run's LLM calls cost so far
+        progress = BatchProgress(
+            run_id="run",
+            batch_number=1,
+            total_batches=4,
+            batch_size=25,
+            completed_items=25,
+            total_items=100,
+            percentage=25.0,
+            elapsed=2.0,
+            is_first=True,
+            is_last=False,
+        )
+        display.complete(progress, None)  # type: ignore[arg-type]
+        cost = display._progress.tasks[0].fields["cost"]
+    finally:
+        display._progress.stop()
+    assert cost == "$0.0001235 (~$0.0004938 projected)"
