@@ -9,11 +9,12 @@ One governor exists per endpoint (base URL and API key) in a process, shared by 
   go on (0.5 s, 1 s, 2 s, ... at most 60 s) and resets on a success. A response saying a
   limit is used up (``x-ratelimit-remaining-requests: 0`` with its reset) pauses the same
   way, before any 429.
-- **Adaptive rate.** A cool-down that the server's own wait did not prevent (a 429 with no
-  wait in it, or one right after the last cool-down ended) sets a request rate from what
-  the server accepted over the last minute, then cuts it (x0.7, at most every 2 s); every
-  second of sending grows it (5%, at least 0.2 requests/s), so a run settles at the
-  server's rate instead of bursting into it.
+- **Adaptive rate.** A 429 that does not say how long to wait sets a request rate from
+  what the server accepted over the last minute, then cuts it (x0.7, at most every 2 s);
+  every second of sending grows it (5%, at least 0.2 requests/s), so a run settles at the
+  server's rate instead of bursting into it. A server that says how long to wait is
+  followed exactly instead: its waits are the pacing (a sliding window frees its slots in
+  bursts that a fixed rate would waste).
 - **Advertised limits.** ``x-ratelimit-limit-requests`` / ``-tokens`` (per minute, as
   OpenAI, Azure and LiteLLM report them) become request and token buckets holding up to a
   minute's worth, kept in step with ``x-ratelimit-remaining-*``.
@@ -123,10 +124,12 @@ class RateGovernor:
                 wait *= 1.0 + 0.25 * random.random()
             else:
                 wait = retry_after
-            unhelped = retry_after is None or now - self.cooldown_until < 1.0
             if new_episode:
                 self.cooldowns += 1
-                if self.adaptive and unhelped and now - self._last_cut >= CUT_EVERY:
+                # A server that says how long to wait paces us exactly with it (a sliding
+                # window frees its slots in bursts that pacing would waste); one that says
+                # nothing gets a learnt request rate.
+                if self.adaptive and retry_after is None and now - self._last_cut >= CUT_EVERY:
                     self._cut_rate(now)
             self.cooldown_until = max(self.cooldown_until, now + wait)
             return self.cooldown_until - now
