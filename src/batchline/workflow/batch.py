@@ -35,11 +35,13 @@ from batchline.engine import (
     stream_batches,
 )
 from batchline.errors import BatchRunError, StopRun
+from batchline.redact import Redactor
 from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
+from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, Namespace, render
+from batchline.workflow.templating import NAMESPACES, Namespace
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
 
@@ -173,10 +175,10 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts, client_retries: int = 0) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``);
-    ``client_retries`` are the requests a task repeated inside one attempt (an LLM
-    client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
+def _item_result(done: Attempts, redactor: Redactor | None = None, client_retries: int = 0) -> Any:
+    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``); secret
+    values redacted. ``client_retries`` are the requests a task repeated inside one attempt
+    (an LLM client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
 
     Raises:
         StopRun: the task asked the run to stop (a budget): the item is not failed, its
@@ -184,7 +186,14 @@ def _item_result(done: Attempts, client_retries: int = 0) -> Any:
     """
     if isinstance(done.error, StopRun):
         raise done.error
-    return item_outcome(Attempts(done.value, done.error, done.attempts + client_retries), _wrap)
+    done = Attempts(done.value, done.error, done.attempts + client_retries)
+    outcome = item_outcome(done, _wrap)
+    if redactor:
+        if isinstance(outcome, ItemFailed):
+            outcome.message = redactor.text(outcome.message)
+        else:
+            outcome = redactor.data(outcome)
+    return outcome
 
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
@@ -275,9 +284,19 @@ class ChunkRunner:
 
     def _prepare(self, inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
         try:
-            inputs = render(dict(self.nested_inputs), inputs_context, step=self.step)
+            inputs = render_inputs(
+                self.nested_type,
+                self.nested_inputs,
+                inputs_context,
+                step=self.step,
+                max_size=self.settings.get("max_render_size"),
+            )
         except TemplateError as exc:
-            return ItemFailed(exc, 0)
+            failed = ItemFailed(exc, 0)
+            redactor = self.settings.get("redactor")
+            if redactor:
+                failed.message = redactor.text(failed.message)
+            return failed
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
         settings = {**self.settings, "client_retries": [0]}  # the task adds its own retries
@@ -299,7 +318,9 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
-        return _item_result(done, task_config.settings["client_retries"][0])
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -313,7 +334,9 @@ class ChunkRunner:
                 return await handler(task_config)
 
         done = await aretry_call(attempt, self.policy, stop=self.stop_event())
-        return _item_result(done, task_config.settings["client_retries"][0])
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -431,6 +454,9 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
             "max_concurrency": concurrency,
             "llm_model": config.settings.get("llm_model"),
             "llm_prices": config.settings.get("llm_prices"),
+            "confine_paths": config.settings.get("confine_paths", False),
+            "max_render_size": config.settings.get("max_render_size"),
+            "redactor": config.settings.get("redactor"),
         },
         policy=policy,
         mode=mode,
