@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sys
 import threading
@@ -15,8 +16,10 @@ import click
 
 from batchline.engine import child_run_id, is_child_of, split_run_id
 from batchline.errors import BatchlineError, StateError
+from batchline.observe.meters import format_usd
+from batchline.redact import MASK, Redactor, active
 from batchline.state import SQLiteStateStore
-from batchline.workflow.checks import static_problems
+from batchline.workflow.checks import static_problems, unsafe_uses
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.runner import (
     EXIT_INVALID,
@@ -46,8 +49,13 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+def _redactor() -> Redactor:
+    """Secrets of this process (registered ones and secret-looking env names)."""
+    return active().merged(Redactor.from_env(os.environ))
+
+
 def _fail_invalid(error: WorkflowError) -> None:
-    click.echo(f"error: {error}", err=True)
+    click.echo(f"error: {_redactor().text(str(error))}", err=True)
     sys.exit(EXIT_INVALID)
 
 
@@ -59,18 +67,23 @@ def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
 def _report(
     result: WorkflowResult, output: str, quiet: bool, summary_out: TextIO | None = None
 ) -> None:
+    redactor = _redactor()
     if output == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2, default=str), file=summary_out)
+        click.echo(
+            json.dumps(redactor.data(result.as_dict()), indent=2, default=str), file=summary_out
+        )
     elif not quiet or result.exit_code:
         stream = sys.stderr if result.exit_code else sys.stdout
-        click.echo(f"run {result.run_id}: {result.status}. {result.message}", file=stream)
+        click.echo(
+            redactor.text(f"run {result.run_id}: {result.status}. {result.message}"), file=stream
+        )
         usage = result.usage
         if usage:
             click.echo(
                 f"LLM: {int(usage.get('calls', 0))} calls ({int(usage.get('cached_calls', 0))} "
                 f"from cache), {int(usage.get('prompt_tokens', 0)):,} prompt + "
                 f"{int(usage.get('completion_tokens', 0)):,} completion tokens, "
-                f"${usage.get('cost_usd', 0):.4f}",
+                f"{format_usd(float(usage.get('cost_usd', 0)))}",
                 file=stream,
             )
     sys.exit(result.exit_code)
@@ -170,6 +183,14 @@ def _common(func: Any) -> Any:
                 help="The state store: a SQLite file or postgresql://... "
                 "(default: settings.state, else WORKSPACE/state.db).",
             ),
+            click.option(
+                "--confine-paths",
+                "confine_paths",
+                is_flag=True,
+                default=None,
+                help="Keep file paths inside the base folder and workspace "
+                "(settings.confine_paths).",
+            ),
         ]
     ):
         func = option(func)
@@ -200,6 +221,7 @@ def register(main: click.Group) -> None:
         output: str,
         backend: str | None,
         state: str | None,
+        confine_paths: bool | None,
         **ray_flags: Any,
     ) -> None:
         """Run WORKFLOW (a YAML file) with params given as name=value."""
@@ -235,6 +257,7 @@ def register(main: click.Group) -> None:
                 backend=backend,
                 ray={**stored_ray, **_ray_options(ray_flags)},
                 state=state,
+                confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -255,6 +278,7 @@ def register(main: click.Group) -> None:
         output: str,
         backend: str | None,
         state: str | None,
+        confine_paths: bool | None,
         **ray_flags: Any,
     ) -> None:
         """Resume RUN_ID: completed steps are restored, only missing and failed items run.
@@ -286,6 +310,7 @@ def register(main: click.Group) -> None:
                 backend=backend or meta.get("backend"),
                 ray={**(meta.get("ray") or {}), **_ray_options(ray_flags)},
                 state=state,
+                confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -305,6 +330,8 @@ def register(main: click.Group) -> None:
         problems = static_problems(spec, located)
         if problems:
             _fail_invalid(WorkflowError(problems, workflow))
+        for warning in unsafe_uses(spec, located):
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"{workflow}: ok ({len(spec.steps)} steps, {len(spec.params)} params)")
 
     @main.command("export")
@@ -355,6 +382,7 @@ def register(main: click.Group) -> None:
                     "attempts": record.attempts,
                 }
             )
+        rows = _redactor().data(rows)
         handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
         try:
             if fmt == "jsonl":
@@ -391,6 +419,18 @@ def _merge_resume_params(
         name: convert_param(name, spec.params[name], value) if name in spec.params else value
         for name, value in given.items()
     }
+    # a param holding a secret was stored as `***`: it must be given again, and is no change
+    hidden = sorted(n for n, v in stored.items() if isinstance(v, str) and MASK in v)
+    missing = [name for name in hidden if name not in given]
+    if missing:
+        raise WorkflowError(
+            [
+                f"the param(s) {', '.join(f'`{n}`' for n in missing)} held a secret, which is "
+                "never stored; pass them again to resume: "
+                + " ".join(f"{n}=VALUE" for n in missing)
+            ]
+        )
+    stored = {name: value for name, value in stored.items() if name not in hidden}
     changes = param_changes(stored, given)
     if changes and not force:
         raise WorkflowError(

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from batchline.engine import RetryPolicy
 from batchline.workflow.errors import WorkflowError
+from batchline.workflow.pycode import CODE_TASKS, code_problem
+from batchline.workflow.sandbox import DEFAULT_MAX_RENDER_SIZE
 from batchline.workflow.yamlfile import Located
 
 ParamType = Literal["string", "integer", "number", "boolean", "list", "object"]
@@ -104,6 +106,10 @@ class SettingsSpec(_Strict):
     """Where the run's state lives: a SQLite path or ``postgresql://...`` (default
     ``WORKSPACE/state.db``)."""
     ray: RaySettingsSpec = Field(default_factory=RaySettingsSpec)
+    confine_paths: bool = False
+    max_render_size: int = Field(DEFAULT_MAX_RENDER_SIZE, ge=1)
+    # LLM prices in USD per 1M tokens, {model: [input, cached_input, output]}, over genai-prices
+    prices: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkflowSpec(_Strict):
@@ -113,6 +119,7 @@ class WorkflowSpec(_Strict):
     description: str = ""
     params: dict[str, ParamSpec] = Field(default_factory=dict, alias="params")
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     steps: list[StepSpec] = Field(min_length=1)
 
@@ -123,7 +130,7 @@ class WorkflowSpec(_Strict):
 
 
 _FIELDS: dict[str, list[str]] = {
-    "root": ["name", "description", "params", "args", "env", "settings", "steps"],
+    "root": ["name", "description", "params", "args", "env", "secrets", "settings", "steps"],
     "step": list(StepSpec.model_fields),
     "param": list(ParamSpec.model_fields),
     "settings": list(SettingsSpec.model_fields),
@@ -281,6 +288,10 @@ def _task_problems(
             f"{located.where((*path, 'task'))}: unknown task type `{task}`."
             f"{did_you_mean(task, tasks)} Known tasks: {', '.join(sorted(tasks))}."
         )
+    if task in CODE_TASKS:
+        problem = code_problem(inputs.get("code"))
+        if problem is not None:
+            problems.append(f"{located.where((*path, 'inputs', 'code'))}: {problem}")
     if task == "batch":
         nested = inputs.get("task")
         if not isinstance(nested, dict) or "task" not in nested:
