@@ -41,7 +41,7 @@ def postgres_server() -> Iterator[Any]:
 
     if find_postgres_bin() is None:
         pytest.skip(
-            "PostgreSQL is not installed (no initdb/pg_ctl): `.ci/setup.sh` installs it with "
+            "PostgreSQL is not installed (no initdb/pg_ctl): `scripts/install-system-deps.sh` (run by `make test`) installs it with "
             "apt-get when run as root; elsewhere install the `postgresql` package"
         )
     server = LocalPostgres().start()

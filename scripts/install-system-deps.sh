@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # System packages some tests need: PostgreSQL (the PostgreSQL state store's tests start a
 # real server), Chromium and its driver (the dashboard's browser tests). Installed with
-# apt-get when missing, only as root and only where apt-get exists; never fails CI: the
-# tests that need a missing package skip with the reason.
+# apt-get when missing, only as root and only where apt-get exists. `make test` runs it; it
+# never fails: the tests that need a missing package skip with the reason.
 set -u
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
