@@ -41,8 +41,9 @@ def postgres_server() -> Iterator[Any]:
 
     if find_postgres_bin() is None:
         pytest.skip(
-            "PostgreSQL is not installed (no initdb/pg_ctl): `scripts/install-system-deps.sh` (run by `make test`) installs it with "
-            "apt-get when run as root; elsewhere install the `postgresql` package"
+            "PostgreSQL is not installed (no initdb/pg_ctl): `make test` installs it with "
+            "scripts/install-system-deps.sh when run as root; elsewhere install the "
+            "`postgresql` package"
         )
     server = LocalPostgres().start()
     yield server
