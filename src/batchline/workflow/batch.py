@@ -33,7 +33,7 @@ from batchline.engine import (
     run_coroutine,
     stream_batches,
 )
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, StopRun
 from batchline.redact import Redactor
 from batchline.workflow.batch_context import BatchContext
 from batchline.workflow.batch_state import BatchState, unwrap
@@ -41,7 +41,7 @@ from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.results import lists_for_sets
 from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.stepinputs import render_inputs
-from batchline.workflow.tasks import TaskConfig, get_task, register_task
+from batchline.workflow.tasks import TaskConfig, get_task, load_function, register_task
 
 BATCH_INPUTS = frozenset(
     {
@@ -59,9 +59,18 @@ BATCH_INPUTS = frozenset(
 )
 
 
-def _item_result(done: Attempts, redactor: Redactor | None = None) -> Any:
+def _item_result(done: Attempts, redactor: Redactor | None = None, client_retries: int = 0) -> Any:
     """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``); secret
-    values redacted."""
+    values redacted. ``client_retries`` are the requests a task repeated inside one attempt
+    (an LLM client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
+
+    Raises:
+        StopRun: the task asked the run to stop (a budget): the item is not failed, its
+            chunk stays missing and a resume runs it.
+    """
+    if isinstance(done.error, StopRun):
+        raise done.error
+    done = Attempts(done.value, done.error, done.attempts + client_retries)
     outcome = item_outcome(done, _wrap)
     if redactor:
         if isinstance(outcome, ItemFailed):
@@ -73,6 +82,16 @@ def _item_result(done: Attempts, redactor: Redactor | None = None) -> Any:
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
     return [lists_for_sets(value), attempts]  # a set is kept as a list, as step results are
+
+
+def _stop_names() -> set[str]:
+    """Class names of ``StopRun`` and its subclasses: outcomes failed by them were stops."""
+    names, todo = set(), [StopRun]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def _policy(spec: Any, step: str) -> RetryPolicy:
@@ -210,6 +229,7 @@ class ChunkRunner:
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
         if self.arg_name and "item" in inputs_context.get("batch", {}):
             inputs[self.arg_name] = inputs_context["batch"]["item"]
+        settings = {**self.settings, "client_retries": [0]}  # the task adds its own retries
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -218,7 +238,7 @@ class ChunkRunner:
             base_dir=self.base_dir,
             context=inputs_context,
             raw_inputs=self.nested_inputs,
-            settings=self.settings,
+            settings=settings,
         )
 
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
@@ -228,7 +248,9 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
-        return _item_result(done, self.settings.get("redactor"))
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -242,7 +264,9 @@ class ChunkRunner:
                 return await handler(task_config)
 
         done = await aretry_call(attempt, self.policy, stop=self.stop_event())
-        return _item_result(done, self.settings.get("redactor"))
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -259,6 +283,17 @@ class ChunkRunner:
             closer = getattr(get_task(self.nested_type), "aclose", None)
             if closer is not None:
                 await closer()
+
+    def __batchline_preflight__(self) -> None:
+        """Load what every item needs, where the batches run (a Ray worker checks it once).
+
+        Raises:
+            TaskLoadError: a ``python`` task's ``function`` (a literal name) does not load.
+        """
+        get_task(self.nested_type)
+        target = self.nested_inputs.get("function")
+        if self.nested_type == "python" and isinstance(target, str) and "{" not in target:
+            load_function(self.step, target)
 
     def __call__(self, batch: Batch[tuple[int, Any]]) -> ItemResults:
         """Per-item outcomes of the chunk: a result the store refuses (not JSON) fails
@@ -376,6 +411,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         settings={
             "max_concurrency": concurrency,
             "llm_model": config.settings.get("llm_model"),
+            "llm_prices": config.settings.get("llm_prices"),
             "confine_paths": config.settings.get("confine_paths", False),
             "max_render_size": config.settings.get("max_render_size"),
             "redactor": config.settings.get("redactor"),
@@ -387,6 +423,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     )
     stop = run_chunk.stop_event()
     backend = config.settings.get("backend")
+    if getattr(backend, "name", "local") == "local":
+        run_chunk.__batchline_preflight__()  # Ray checks it in a worker, before the run
 
     store = config.settings.get("store")
     run_id = config.settings.get("run_id")
@@ -423,15 +461,23 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     on_item = config.settings.get("on_progress")
     failed_positions: set[int] = set()
     stopped: BatchRunError | None = None
+    stop_names = _stop_names()
+    stop_reason: str | None = None
     try:
         for outcome in stream:
             failed_keys = {}
             for failure in outcome.failures:
+                if failure.error_type in stop_names:  # stopped, not failed: left missing
+                    stop_reason = stop_reason or failure.message
+                    continue
                 for key in failure.keys:
                     failed_keys[key] = failure
+            stopped_batch = any(f.error_type in stop_names for f in outcome.failures)
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
             ):
+                if stopped_batch and key not in failed_keys:
+                    continue
                 if key in failed_keys:
                     failure = failed_keys[key]
                     failed[str(key)] = {
@@ -456,6 +502,12 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stop.set()
         run_chunk.close()
     if stopped is not None:
+        if stop_reason is not None:  # a budget (or another StopRun): resumable, nothing failed
+            so_far = step_stats()
+            raise StopRun(
+                f"step `{config.name}` stopped after {so_far['processed']} of {so_far['total']} "
+                f"items ({so_far['failed']} failed): {stop_reason}"
+            ) from stopped
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]

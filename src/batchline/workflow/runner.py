@@ -21,9 +21,10 @@ from batchline.engine import (
     resolve_awaitable,
     retry_call,
 )
-from batchline.errors import RunInterrupted, StateError
+from batchline.errors import ConfigurationError, RunInterrupted, StateError, StopRun
+from batchline.observe.meters import cost_line, total_cost
 from batchline.redact import Redactor, register
-from batchline.state import RunInfo, SQLiteStateStore
+from batchline.state import RunInfo, StateStore, is_postgres_url, open_store
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow import compat as _compat  # noqa: F401 - registers yaml-workflow's tasks
 from batchline.workflow.errors import TemplateError, WorkflowError
@@ -37,6 +38,7 @@ from batchline.workflow.templating import Namespace, render, set_search_path
 from batchline.workflow.yamlfile import Located, load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STOPPED = 3  # stopped on purpose (a budget reached), nothing failed: resumable
 STATE_FILE = "state.db"
 
 
@@ -125,7 +127,12 @@ class WorkflowRunner:
         out: where progress lines go (None: silent).
         progress: the engine's progress bar for batch steps (None: on a terminal).
         backend: where batch steps run (``local`` or ``ray``; default ``settings.backend``).
-        ray_address: the Ray cluster to join.
+        ray_address: the Ray cluster to join (overrides ``settings.ray.address``).
+        ray: Ray settings given on the command line (``address``, ``runtime_env``,
+            ``num_cpus``, ``num_gpus``, ``memory``), over ``settings.ray``; kept with the
+            run so ``batchline resume`` uses them again.
+        state: where the state lives: a SQLite path or ``postgresql://...`` (default
+            ``settings.state``, else ``WORKSPACE/state.db``).
         flow: the flow to run (``flows:``; default: the file's default flow).
         start_from: begin at this step (the earlier ones do not run).
         skip_steps: steps not to run.
@@ -153,6 +160,8 @@ class WorkflowRunner:
         progress: bool | None = None,
         backend: str | None = None,
         ray_address: str | None = None,
+        ray: Mapping[str, Any] | None = None,
+        state: str | None = None,
         flow: str | None = None,
         start_from: str | None = None,
         skip_steps: list[str] | None = None,
@@ -170,10 +179,15 @@ class WorkflowRunner:
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
-        self.backend_name = backend or spec.settings.backend
-        self.ray_address = ray_address
+        self.ray_given = {k: v for k, v in dict(ray or {}).items() if v not in (None, {}, [], ())}
+        if ray_address:
+            self.ray_given["address"] = ray_address
+        # Ray options on the command line mean Ray, unless --backend says otherwise.
+        self.backend_name = backend or ("ray" if self.ray_given else spec.settings.backend)
+        self.ray_address = self.ray_given.get("address")
         self._backend: Any = None
-        self.store: SQLiteStateStore | None = None
+        self.state = state_location(state or spec.settings.state, self.workspace, self.base_dir)
+        self.store: StateStore | None = None
         self.lease_ttl = lease_ttl
         self._session: RunSession | None = None
         self._causes: dict[str, str] = {}
@@ -211,13 +225,14 @@ class WorkflowRunner:
         set_search_path(self.workflow_dir, self.base_dir)
         if self.dry_run:
             return self._dry_run()
+        connect_error = self._connect_backend()
+        if connect_error is not None:
+            self._say(connect_error)
+            return WorkflowResult(
+                self.run_id, "failed", exit_code=EXIT_FAILED, message=connect_error
+            )
         self.workspace.mkdir(parents=True, exist_ok=True)
-        path = self.workspace / STATE_FILE
-        self.store = (
-            SQLiteStateStore(path)
-            if self.lease_ttl is None
-            else SQLiteStateStore(path, lease_ttl=self.lease_ttl)
-        )
+        self.store = open_store(self.state, lease_ttl=self.lease_ttl)
         run_number = self._run_number()
         meta = {
             "kind": "workflow",
@@ -228,6 +243,8 @@ class WorkflowRunner:
             "workspace": str(self.workspace),
             "run_number": run_number,
             "flow": self.flow,
+            "backend": self.backend_name,
+            "ray": _jsonable(self.ray_given),
         }
         self._session = RunSession(self.store, self.run_id, meta=meta).open()
         records = self._load_records() if self.resuming else {}
@@ -240,21 +257,34 @@ class WorkflowRunner:
             )
             register(self.redactor)
             self._run_plan(namespaces, records, result)
+        except _Stopped as stop:
+            result.status = "stopped"
+            result.exit_code = EXIT_STOPPED
+            result.message = (
+                f"{stop}. Nothing failed and the state is saved in "
+                f"{self.workspace / STATE_FILE}. Resume with: "
+                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            )
         except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
+            where = (
+                f"--workspace {self.workspace}"
+                if self.state == str(self.workspace / STATE_FILE)
+                else f"--state {self.store.location}"
+            )
             result.message = interruption_message(
                 self.run_id,
-                where=f"its state is saved in {self.workspace / STATE_FILE}",
-                resume=(
-                    f"Resume with: batchline resume {self.run_id} --workspace {self.workspace}"
-                ),
+                where=f"its state is saved in {self.store.location}",
+                resume=f"Resume with: batchline resume {self.run_id} {where}",
                 signal_number=getattr(exc, "signal_number", None),
             )
         finally:
-            status = {"completed": "completed", "interrupted": "interrupted"}.get(
-                result.status, "failed"
-            )
+            status = {
+                "completed": "completed",
+                "interrupted": "interrupted",
+                "stopped": "stopped",
+            }.get(result.status, "failed")
             self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
         return result
@@ -319,7 +349,14 @@ class WorkflowRunner:
                 self._say(f"[{position}/{total}] {step.name}: {previous.status} before, restored")
                 continue
             before = _llm_usage()
-            record = self._redacted(self._run_step(f"[{position}/{total}]", step, namespaces))
+            try:
+                record = self._redacted(self._run_step(f"[{position}/{total}]", step, namespaces))
+            except _Stopped as stop:
+                result.steps[step.name] = StepRecord(
+                    "stopped", error=str(stop), error_type="StopRun"
+                )
+                result.steps[step.name].usage = _usage_delta(before, _llm_usage())
+                raise
             record.usage = _usage_delta(before, _llm_usage())
             result.steps[step.name] = record
             namespaces["steps"][step.name] = _namespace(record)
@@ -463,6 +500,7 @@ class WorkflowRunner:
             raw_inputs=step.inputs,
             settings={
                 "max_concurrency": self.spec.settings.concurrency,
+                "llm_prices": self.spec.settings.prices or None,
                 "store": self.store,
                 "run_id": self.run_id,
                 "progress": self.progress,
@@ -485,6 +523,9 @@ class WorkflowRunner:
 
         done = retry_call(call, _step_policy(step), on_retry=retrying)
         attempt = done.attempts
+        if isinstance(done.error, StopRun):  # a budget: stop the run, resumable
+            self._say(f"{label}: stopped: {done.error}")
+            raise _Stopped(str(done.error)) from done.error
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
             return self._failed(
@@ -543,18 +584,48 @@ class WorkflowRunner:
 
     def _resolve_backend(self) -> Any:
         if self._backend is None:
-            self._backend = resolve_backend(self.backend_name, self.ray_address)
+            settings = {**self.spec.settings.ray.options(), **self.ray_given}
+            self._backend = resolve_backend(self.backend_name, ray=settings)
         return self._backend
+
+    def _connect_backend(self) -> str | None:
+        """Connect to Ray before any step runs (when a batch step will use it).
+
+        Returns:
+            Why it failed (naming the address), or None.
+        """
+        if self.backend_name == "local" or not any(s.task == "batch" for s in self.spec.steps):
+            return None
+        try:
+            backend = self._resolve_backend()
+            starter = getattr(backend, "ensure_started", None)
+            if callable(starter):
+                starter()
+        except ConfigurationError as exc:
+            return f"cannot start: {exc}"
+        return None
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
+        started = time.monotonic()
+        cost_before = total_cost() or 0.0
 
         def report(stats: dict[str, int]) -> None:
             now = time.monotonic()
             done = stats["processed"] + stats["failed"]
             if now - last[0] >= 1.0 or done == stats["total"]:
                 last[0] = now
-                self._say(f"{label}: {done}/{stats['total']} items, {stats['failed']} failed")
+                line = f"{label}: {done}/{stats['total']} items, {stats['failed']} failed"
+                cost_now = total_cost()
+                if cost_now is not None and cost_now > cost_before:
+                    ran = done - stats.get("resumed", 0)  # cost and time are this run's
+                    line += ", " + cost_line(
+                        cost_now - cost_before,
+                        ran,
+                        stats["total"] - stats.get("resumed", 0),
+                        now - started,
+                    )
+                self._say(line)
 
         return report
 
@@ -585,6 +656,10 @@ class WorkflowRunner:
         return records
 
 
+class _Stopped(Exception):  # noqa: N818 - a signal inside the runner, like StopIteration
+    """A step asked the run to stop (``StopRun``, e.g. a budget reached)."""
+
+
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
     module = sys.modules.get("batchline.workflow.llm_task")
@@ -600,7 +675,7 @@ def _usage_delta(
     delta = {name: after[name] - before.get(name, 0) for name in after}
     if not delta.get("calls"):
         return None
-    delta["cost_usd"] = round(float(delta["cost_usd"]), 6)
+    delta["cost_usd"] = float(f"{float(delta['cost_usd']):.6g}")  # 6 significant digits
     return delta
 
 
@@ -629,12 +704,28 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:
-    """The latest unfinished run of ``workflow`` in a workspace."""
-    path = workspace / STATE_FILE
-    if not path.exists():
+def state_location(state: str | None, workspace: Path, base_dir: Path) -> str:
+    """Where a workflow's state lives: a PostgreSQL URL, or a SQLite path made absolute."""
+    if state is None:
+        return str(workspace / STATE_FILE)
+    if is_postgres_url(state):
+        return state
+    path = Path(state).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _open_existing(workspace: Path, state: str | None) -> StateStore | None:
+    location = state_location(state, workspace, Path.cwd())
+    if not is_postgres_url(location) and not Path(location).exists():
         return None
-    store = SQLiteStateStore(path)
+    return open_store(location)
+
+
+def find_resumable(workspace: Path, workflow: str, state: str | None = None) -> RunInfo | None:
+    """The latest unfinished run of ``workflow`` in a workspace (or the ``state`` store)."""
+    store = _open_existing(workspace, state)
+    if store is None:
+        return None
     try:
         for info in store.list_runs():
             if (
@@ -648,12 +739,14 @@ def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:
     return None
 
 
-def run_info(workspace: Path, run_id: str) -> RunInfo:
-    """A run's info from a workspace, or ``StateError``."""
-    path = workspace / STATE_FILE
-    if not path.exists():
-        raise StateError(f"no state file at {path}; pass --workspace with the folder the run used")
-    store = SQLiteStateStore(path)
+def run_info(workspace: Path, run_id: str, state: str | None = None) -> RunInfo:
+    """A run's info from a workspace (or the ``state`` store), or ``StateError``."""
+    store = _open_existing(workspace, state)
+    if store is None:
+        raise StateError(
+            f"no state file at {state_location(state, workspace, Path.cwd())}; pass --workspace "
+            "with the folder the run used, or --state with its state file or PostgreSQL URL"
+        )
     try:
         return store.get_run(run_id)
     finally:
@@ -674,6 +767,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "StepRecord",
     "WorkflowResult",
     "WorkflowRunner",
@@ -683,4 +777,5 @@ __all__ = [
     "param_changes",
     "resolve_params",
     "run_info",
+    "state_location",
 ]

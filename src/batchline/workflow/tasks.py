@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.errors import TaskError, TaskLoadError, TemplateError
 from batchline.workflow.pycode import code_problem, code_scope
 from batchline.workflow.safeyaml import UnsafeYAMLError, safe_load
 from batchline.workflow.schema import did_you_mean
@@ -195,38 +195,45 @@ def _strings(values: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
-def load_function(config: TaskConfig, target: str) -> Callable[..., Any]:
-    """``package.module:func`` (or ``package.module.func``) imported; the workflow's folder
-    is on the import path, so a module next to the workflow file needs no PYTHONPATH."""
-    module_name, sep, attribute = target.partition(":")
+def load_function(config: TaskConfig | str, target: object) -> Callable[..., Any]:
+    """``package.module:func`` (or ``package.module.func``) imported; ``TaskLoadError``
+    (never retried) if it does not load.
+
+    ``config`` is the step's ``TaskConfig`` (or just the step's name, where no config
+    exists yet, as in a batch's preflight on a Ray worker). The workflow's folder is on the
+    import path, so a module next to the workflow file needs no PYTHONPATH.
+    """
+    step = config if isinstance(config, str) else config.name
+    task = "python" if isinstance(config, str) else config.type
+    folder = None if isinstance(config, str) else config.settings.get("workflow_dir")
+    text = str(target)
+    module_name, sep, attribute = text.partition(":")
     if not sep:
-        module_name, _, attribute = target.rpartition(".")
+        module_name, _, attribute = text.rpartition(".")
     if not module_name or not attribute:
-        raise TaskError(
-            f"step `{config.name}`: `function` is {target!r}; expected 'package.module:func'",
-            config.type,
+        raise TaskLoadError(
+            f"step `{step}`: `function` is {text!r}; expected 'package.module:func'", task
         )
-    folder = config.settings.get("workflow_dir")
     try:
         with _on_path(folder):
             module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise TaskError(
-            f"step `{config.name}`: cannot load {target}: cannot import `{module_name}`: "
-            f"{exc}. Put "
-            f"{module_name.split('.')[0]}.py (or its package) next to the workflow file"
+        raise TaskLoadError(
+            f"step `{step}`: cannot load `{text}`: cannot import `{module_name}`: "
+            f"{type(exc).__name__}: {exc}. Put {module_name.split('.')[0]}.py (or its "
+            "package) next to the workflow file"
             + (f" ({folder})" if folder else "")
-            + ", or set PYTHONPATH to the folder that holds it (e.g. PYTHONPATH=/path/to/dir).",
-            config.type,
+            + ", or set PYTHONPATH to the folder that holds it (e.g. PYTHONPATH=/path/to/dir); "
+            "on Ray, ship it with settings.ray.runtime_env working_dir or py_modules.",
+            task,
         ) from None
     func = getattr(module, attribute, None)
     if not callable(func):
         names = [n for n in dir(module) if not n.startswith("_")]
-        raise TaskError(
-            f"step `{config.name}`: cannot load {target}: `{module_name}` has no function "
-            f"`{attribute}`."
-            f"{did_you_mean(attribute, names)}",
-            config.type,
+        raise TaskLoadError(
+            f"step `{step}`: cannot load `{text}`: `{module_name}` has no function "
+            f"`{attribute}`.{did_you_mean(attribute, names)}",
+            task,
         )
     return func  # type: ignore[no-any-return]
 
