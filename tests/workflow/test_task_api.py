@@ -231,3 +231,13 @@ def test_batch_state_records_through_the_engine_and_reloads(tmp_path: Path) -> N
     assert again.get_stats()["failed"] == 1
     again.reset()
     assert BatchState.load(tmp_path, "test_batch").state["processed"] == []
+
+
+def test_earlier_positional_form_in_field_order_still_works(tmp_path: Path) -> None:
+    config = TaskConfig("s", "echo", {"value": 1}, tmp_path, tmp_path / "base")
+    assert (config.name, config.type, config.inputs) == ("s", "echo", {"value": 1})
+    assert config.workspace == tmp_path
+    assert config.base_dir == tmp_path / "base"
+    assert config.get_variable("x") is None
+    with pytest.raises(TypeError, match="3 positional"):
+        TaskConfig({"name": "s"}, {}, tmp_path, tmp_path)

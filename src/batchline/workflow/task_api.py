@@ -38,7 +38,9 @@ class TaskConfig:
     Two ways to make one, side by side: yaml-workflow's positional
     ``TaskConfig(step, context, workspace)`` (``step`` is the step's mapping: ``name``,
     ``task``, ``inputs``) and batchline's keywords ``TaskConfig(name=..., type=...,
-    inputs=..., workspace=..., base_dir=..., context=...)``.
+    inputs=..., workspace=..., base_dir=..., context=...)``. The earlier positional form
+    in field order, ``TaskConfig(name, type, inputs, workspace, ...)`` (a string first),
+    still works.
 
     Attributes:
         name: the step's name.
@@ -55,10 +57,10 @@ class TaskConfig:
 
     def __init__(
         self,
-        step: Mapping[str, Any] | None = None,
-        context: Mapping[str, Any] | None = None,
-        workspace: str | os.PathLike[str] | None = None,
-        *,
+        step: Mapping[str, Any] | str | None = None,
+        context: Mapping[str, Any] | str | None = None,
+        workspace: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *fields: Any,
         name: str | None = None,
         type: str | None = None,
         inputs: Mapping[str, Any] | None = None,
@@ -66,6 +68,26 @@ class TaskConfig:
         raw_inputs: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
+        if isinstance(step, str):
+            # the earlier positional form, in field order: TaskConfig(name, type, inputs,
+            # workspace, base_dir, context, raw_inputs, settings)
+            given = [step, context, workspace, *fields]
+            if len(given) > 8:
+                raise TypeError(f"TaskConfig takes at most 8 fields, got {len(given)}")
+            given += [None] * (8 - len(given))
+            name, type, inputs = name or given[0], type or given[1], inputs or given[2]
+            workspace, base_dir = given[3], base_dir or given[4]
+            context = given[5] if given[5] is not None else None
+            raw_inputs = raw_inputs or given[6]
+            settings = settings or given[7]
+            step = None
+        elif fields:
+            raise TypeError(
+                "TaskConfig(step, context, workspace) takes 3 positional arguments; give the "
+                "others by name (base_dir=..., settings=...)"
+            )
+        if isinstance(context, str) or isinstance(workspace, Mapping):
+            raise TypeError("TaskConfig(step, context, workspace): context must be a mapping")
         step = dict(step or {})
         step_inputs = step.get("inputs")
         self.step: dict[str, Any] = step
