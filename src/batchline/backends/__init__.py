@@ -11,7 +11,7 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -46,8 +46,10 @@ class LocalBackend:
     name = "local"
 
     def executor(self, max_concurrency: int) -> Executor:
-        """A thread pool."""
-        return ThreadPoolExecutor(max_concurrency, thread_name_prefix="batchline")
+        """A pool of daemon threads (an abandoned batch never holds the process up)."""
+        from batchline.backends.threads import DaemonThreadPool  # noqa: PLC0415
+
+        return DaemonThreadPool(max_concurrency, thread_name_prefix="batchline")
 
 
 RAY_MISSING = (
