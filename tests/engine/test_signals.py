@@ -72,7 +72,12 @@ def test_second_signal_abandons_the_work_in_flight_at_once(
 
     store = SQLiteStateStore(db)
     info = store.get_run("sig")
-    assert (info.status, info.succeeded, info.failed, info.active_pid) == ("interrupted", 0, 0, None)
+    assert (info.status, info.succeeded, info.failed, info.active_pid) == (
+        "interrupted",
+        0,
+        0,
+        None,
+    )
     store.close()
     resumed = _start(python, db, tmp_path / "resume.log", driver, concurrency, 0)
     out, err = resumed.communicate(timeout=60)

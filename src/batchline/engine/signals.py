@@ -15,6 +15,7 @@ new work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -101,10 +102,8 @@ def abandon() -> None:
 def _write_stderr(text: str) -> None:
     # os.write, not sys.stderr.write: a signal handler may interrupt a write to
     # sys.stderr, and re-entering the text layer would raise.
-    try:
+    with contextlib.suppress(OSError):  # stderr closed: nobody to tell
         os.write(2, text.encode("utf-8", "replace"))
-    except OSError:  # pragma: no cover - stderr closed
-        pass
 
 
 def enter_run() -> None:
@@ -199,8 +198,7 @@ def handle_signal(flag: StopFlag, signum: int) -> bool:
     flag.set(signum)
     flag.abandoned = True
     _write_stderr(
-        f"batchline: {signal.Signals(signum).name} received again: abandoning the work in "
-        "flight\n"
+        f"batchline: {signal.Signals(signum).name} received again: abandoning the work in flight\n"
     )
     abandon()
     return True
@@ -239,10 +237,8 @@ def exit_130_when_uncaught() -> None:
             atexit._run_exitfuncs()
         finally:
             for stream in (sys.stdout, sys.stderr):
-                try:
+                with contextlib.suppress(Exception):  # a closed stream: nothing to flush
                     stream.flush()
-                except Exception:  # noqa: BLE001, S110 - a closed stream: nothing to flush
-                    pass
             os._exit(EXIT_INTERRUPTED)
 
     hook._batchline_exit_130 = True  # type: ignore[attr-defined]
