@@ -14,7 +14,7 @@ from batchline.engine.plan import Batch
 from batchline.engine.progress import BatchProgress
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import run_batches, stream_batches
-from batchline.engine.signals import abandon_requested, on_abandon, stop_requested
+from batchline.engine.signals import abandon_requested, on_abandon, stop_event, stop_requested
 
 __all__ = [
     "Batch",
@@ -33,6 +33,7 @@ __all__ = [
     "canonical_key",
     "on_abandon",
     "run_batches",
+    "stop_event",
     "stop_requested",
     "stream_batches",
 ]

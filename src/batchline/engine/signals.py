@@ -53,6 +53,11 @@ def stop_requested() -> bool:
     return _PROCESS.stop.is_set()
 
 
+def stop_event() -> threading.Event:
+    """The process-wide event behind ``stop_requested()`` (to wait on, or to cut waits short)."""
+    return _PROCESS.stop
+
+
 def abandon_requested() -> bool:
     """True once a second signal asked to abandon the work in flight."""
     return _PROCESS.abandon.is_set()
@@ -252,5 +257,6 @@ __all__ = [
     "abandon_requested",
     "exit_130_when_uncaught",
     "on_abandon",
+    "stop_event",
     "stop_requested",
 ]

@@ -16,10 +16,11 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.backends.threads import DaemonThreadPool
+from batchline.engine import ItemNotRun, abandon_requested, stop_event, stop_requested
 from batchline.engine.outcome import ItemFailed
 from batchline.engine.plan import Batch
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
@@ -163,11 +164,27 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure."""
+def _item_result(done: Attempts, stopping: bool = False) -> Any:
+    """A stored item result ``[value, attempts]``, its failure, or ``ItemNotRun``.
+
+    An item that failed while the run was stopping (its retries cut short, or its command
+    killed by a second signal) is left pending, never recorded as failed because of the
+    signal: the resume runs it.
+    """
     if done.error is not None:
+        if stopping:
+            return ItemNotRun()
         return ItemFailed(done.error, done.attempts)
     return [done.value, done.attempts]
+
+
+class _NotStarted(BaseException):
+    """An async item whose turn came after the run was asked to stop."""
+
+
+def _signal_stop() -> threading.Event:
+    """Set by the first SIGINT/SIGTERM: cuts an item's retry wait short."""
+    return stop_event()
 
 
 def _unwrap(stored: Any) -> tuple[Any, int]:
@@ -224,18 +241,18 @@ class ChunkRunner:
         return event
 
     def close(self) -> None:
-        """Shut the item pool down."""
+        """Shut the item pool down (without waiting for abandoned items)."""
         pool = self._local.pop("pool", None)
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not abandon_requested(), cancel_futures=True)
 
-    def _pool(self) -> ThreadPoolExecutor | None:
+    def _pool(self) -> DaemonThreadPool | None:
         if self.inner <= 1:
             return None
         with _POOL_LOCK:
-            pool: ThreadPoolExecutor | None = self._local.get("pool")
+            pool: DaemonThreadPool | None = self._local.get("pool")
             if pool is None:
-                pool = ThreadPoolExecutor(
+                pool = DaemonThreadPool(
                     int(self.settings.get("max_concurrency") or self.inner),
                     thread_name_prefix=f"batchline-{self.step}",
                 )
@@ -260,17 +277,25 @@ class ChunkRunner:
             settings=self.settings,
         )
 
+    def _stopping(self) -> bool:
+        """The run was asked to stop: start no new item (it stays pending for the resume)."""
+        return stop_requested() or self.stop_event().is_set()
+
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
-        """One item (or chunk), with its retries."""
+        """One item (or chunk), with its retries; ``ItemNotRun`` once the run is stopping."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
         handler = get_task(self.nested_type)
-        done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
-        return _item_result(done)
+        done = retry_call(lambda: handler(task_config), self.policy, stop=_signal_stop())
+        return _item_result(done, self._stopping())
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
@@ -278,10 +303,15 @@ class ChunkRunner:
 
         async def attempt() -> Any:
             async with gate:
+                if self._stopping():
+                    raise _NotStarted
                 return await handler(task_config)
 
-        done = await aretry_call(attempt, self.policy, stop=self.stop_event())
-        return _item_result(done)
+        try:
+            done = await aretry_call(attempt, self.policy, stop=_signal_stop())
+        except _NotStarted:
+            return ItemNotRun()
+        return _item_result(done, self._stopping())
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -311,8 +341,8 @@ class ChunkRunner:
                 if is_async
                 else self.run_one(ctx)
             )
-            if isinstance(result, ItemFailed):
-                return [result] * len(values)  # the chunk failed: all of its items did
+            if isinstance(result, ItemFailed | ItemNotRun):
+                return [result] * len(values)  # the chunk failed (or never ran): all its items
             return [result, *([None] * (len(values) - 1))]
         pool = self._pool()
         if pool is None:
