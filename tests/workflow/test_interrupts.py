@@ -37,7 +37,9 @@ steps:
       task:
         task: shell
         inputs:
-          command: "echo {{{{ batch.item }}}} >> started.txt; sleep $(cat nap.txt); echo {{{{ batch.item }}}} >> done.txt"
+          command: >-
+            echo {{{{ batch.item }}}} >> started.txt; sleep $(cat nap.txt);
+            echo {{{{ batch.item }}}} >> done.txt
 """
 
 

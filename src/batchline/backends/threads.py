@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import itertools
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
 _COUNTER = itertools.count(1)
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def shield_thread_from_signals() -> None:
+    """Block SIGINT and SIGTERM in the calling (non-main) thread.
+
+    The kernel hands a process-directed signal to any thread that does not block it. If
+    a pool thread takes it, the main thread, blocked in a wait, never wakes up to run
+    Python's handler; blocked here, the signal goes to the main thread. (Child processes
+    started from these threads get a clean signal mask.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
 _Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
@@ -55,6 +71,7 @@ class DaemonThreadPool(Executor):
         return future
 
     def _work(self) -> None:
+        shield_thread_from_signals()
         while True:
             work = self._queue.get()
             if work is None:
@@ -92,4 +109,4 @@ class DaemonThreadPool(Executor):
                     thread.join()
 
 
-__all__ = ["DaemonThreadPool"]
+__all__ = ["DaemonThreadPool", "shield_thread_from_signals"]

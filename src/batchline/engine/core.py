@@ -575,6 +575,9 @@ class _Heartbeat:
         self._thread.start()
 
     def _beat(self) -> None:
+        from batchline.backends.threads import shield_thread_from_signals  # noqa: PLC0415
+
+        shield_thread_from_signals()  # signals go to the main thread, which handles them
         while not self._done.wait(self._every):
             try:
                 self._store.heartbeat(self._lease)

@@ -40,6 +40,7 @@ from batchline.state.base import StateStore
 T = TypeVar("T")
 R = TypeVar("R")
 BatchFunction = Callable[[Batch[T]], Any]
+_POLL = 0.25  # seconds: the longest the driving thread waits without looking up
 
 
 def make_options(
@@ -258,7 +259,11 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
                 if retries:
                     stop.wait(max(0.0, retries[0][0] - time.monotonic()))
                 continue
-            timeout = max(0.0, retries[0][0] - time.monotonic()) if retries else None
+            # Never an unbounded wait: a signal taken by another thread must still reach
+            # the handler, which runs only when this (main) thread wakes up.
+            timeout = _POLL
+            if retries:
+                timeout = min(_POLL, max(0.0, retries[0][0] - time.monotonic()))
             done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 job = running.pop(future)
