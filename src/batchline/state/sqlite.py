@@ -18,6 +18,7 @@ from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, Run
 from batchline.state.codec import (
     decode,
     decode_positions,
+    decode_results,
     encode_batch,
     encode_keys,
     encode_positions,
@@ -413,7 +414,7 @@ class _Chunk:
         self.attempts = int(attempts)
         self.keys: list[Key] = decode(keys)
         self.positions = decode_positions(positions)
-        self.results: list[Any] = decode(results)
+        self.results: list[Any] = decode_results(results)
 
     def records(self) -> dict[Key, ItemRecord]:
         batch, attempts = self.batch, self.attempts
