@@ -34,6 +34,7 @@ from batchline.engine.progress import BatchProgress, percentage
 from batchline.engine.signals import StopFlag, exit_130_when_uncaught
 from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError, StopRun
 from batchline.state.base import BatchCommit, ItemRecord, Lease, RunStatus, StateStore
+from batchline.state.faults import StateFileError
 from batchline.state.memory import MemoryStateStore
 
 log = logging.getLogger("batchline")
@@ -581,7 +582,9 @@ class _Heartbeat:
         while not self._done.wait(self._every):
             try:
                 self._store.heartbeat(self._lease)
-            except StateError as exc:
+            except StateFileError:  # a busy or full disk: try again on the next beat
+                log.debug("heartbeat failed", exc_info=True)
+            except StateError as exc:  # the lease was taken over: stop writing
                 self.error = exc
                 return
             except Exception:  # a busy database: try again on the next beat

@@ -9,6 +9,7 @@ checkpoint, and separating the two loses them.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from batchline.errors import StateError
@@ -73,6 +74,10 @@ def state_error(
 ) -> StateFileError:
     """A ``StateFileError`` for ``error``, raised while ``doing`` something with ``path``."""
     reason = classify(error)
+    if reason in ("unreadable", "io", "other") and _read_only_place(path):
+        reason = "read-only"
+    elif reason == "io" and _no_room(path):
+        reason = "full"  # a write failed for want of space (or of a file-size limit)
     head = (
         f"cannot open state file {path}"
         if doing == "open"
@@ -82,8 +87,9 @@ def state_error(
     if reason == "full":
         text = (
             f"{head}: the disk holding it is full ({error}). "
-            "Everything committed before is safe. Free some space (or raise the quota / file "
-            "size limit), then resume the same run_id: only the missing items run. " + keep
+            "Everything committed before is safe. Free some space (or raise the quota or the "
+            "file size limit, `ulimit -f`), then resume the same run_id: only the missing "
+            "items run. " + keep
         )
     elif reason == "read-only":
         text = (
@@ -116,6 +122,35 @@ def state_error(
     else:
         text = f"{head}: {error}. " + keep
     return StateFileError(text, path, reason)
+
+
+def _no_room(path: str) -> bool:
+    """Whether writes to ``path`` may fail for space: a nearly full disk or a size limit."""
+    try:
+        import resource  # noqa: PLC0415 - Unix only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY:
+            return True
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
+
+
+def _read_only_place(path: str) -> bool:
+    """Whether the file (or, for a new file, its folder) cannot be written."""
+    target = path if os.path.exists(path) else os.path.dirname(path) or "."
+    try:
+        if os.statvfs(target).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return not os.access(target, os.W_OK) or not os.access(folder, os.W_OK)
 
 
 def foreign_file(path: str, tables: list[str]) -> StateFileError:
