@@ -1,8 +1,9 @@
 """Crash safety in every front door: SIGKILL 20 times at random moments, resume, count.
 
-The engine's own crash test is tests/engine/test_crash.py. Here the same kill -9 hits a
-workflow batch step driven through the `batchline` CLI and a pipeline scope: 0 items
-lost, 0 duplicated in the output, every result right.
+The engine directly (tests/engine/test_crash.py has more engine cases), a workflow batch
+step driven through the `batchline` CLI, and a pipeline scope: 0 items lost, 0
+duplicated in the output, every result right, and only the work in flight at each kill
+run again.
 """
 
 from __future__ import annotations
@@ -152,3 +153,40 @@ def test_pipeline_scope_survives_20_kills(tmp_path: Path) -> None:
     started = Counter(_lines(log))
     assert set(started) == {str(i) for i in range(items)}
     assert sum(started.values()) - items <= KILLS * 2 * 3 * 3
+
+
+@pytest.mark.slow
+def test_engine_survives_20_kills(tmp_path: Path) -> None:
+    items, chunk, concurrency = 1500, 10, 4
+    db, log = tmp_path / "e.db", tmp_path / "started.log"
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(CASES / "crash_worker.py"),
+                str(db),
+                "crash",
+                str(items),
+                str(chunk),
+                str(concurrency),
+                str(log),
+                "7",
+                "0.004",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    last, kills = _kill_20_times(start, log, items, seed=12)
+    assert kills == KILLS
+    out, err = last.communicate(timeout=300)
+    assert last.returncode == 0, err
+    assert out.strip() == f"finished {items}"
+    store = SQLiteStateStore(db, read_only=True)
+    records = list(store.iter_items("crash"))
+    assert [r.key for r in records] == list(range(items))  # 0 lost, 0 duplicated
+    assert all(r.status == "done" and r.result == 2 * r.key for r in records)
+    started = Counter(_lines(log))
+    assert sum(started.values()) - items <= KILLS * 2 * concurrency * chunk

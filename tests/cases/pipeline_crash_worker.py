@@ -27,7 +27,7 @@ class Double(Agent):
         ids = context["ids"]
         os.write(log, "".join(f"{i}\n" for i in ids).encode())
         time.sleep(0.01)
-        return {"ids": [i * 2 for i in ids], "seen": {i: True for i in ids}}
+        return {"ids": [i * 2 for i in ids], "seen": dict.fromkeys(ids, True)}
 
 
 flow = Discover >> Double.triggers_batching(chunk_size=3, over="ids")
