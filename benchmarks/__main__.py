@@ -13,7 +13,17 @@ from pathlib import Path
 
 from .common import Row, machine
 
-SUITES = ["engine", "pipeline", "workflow", "context", "llm", "ray_backend", "crash", "memory"]
+SUITES = [
+    "engine",
+    "pipeline",
+    "workflow",
+    "context",
+    "llm",
+    "ray_backend",
+    "crash",
+    "memory",
+    "ui",
+]
 
 
 def main(argv: list[str]) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
+from batchline.engine import is_child_of
 from batchline.errors import BatchlineError, RunActiveError, StateError
-from batchline.state.base import ItemStatus, RunInfo
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.state import ItemStatus, RunInfo, SQLiteStateStore
 
 DEFAULT_STATE = ".batchline/state.db"
 
@@ -166,7 +166,7 @@ def show_command(
     if only_failed and info.meta.get("kind") == "workflow":
         # A workflow's items live in one sub-run per batch step: RUN_ID/STEP.
         for sub_run in store.list_runs():
-            if sub_run.run_id.startswith(f"{run_id}/"):
+            if is_child_of(sub_run.run_id, run_id):
                 records += store.iter_items(sub_run.run_id, "failed")
     if as_json:
         data = _info_dict(info)
@@ -174,9 +174,22 @@ def show_command(
             data["items"] = [record._asdict() for record in records]
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    for name, value in _info_dict(info).items():
+    shown = _info_dict(info)
+    sessions = shown["meta"].pop("sessions", [])
+    for name, value in shown.items():
         if value not in (None, {}):
             click.echo(f"{name:>12}: {value}")
+    for number, session in enumerate(sessions if isinstance(sessions, list) else [], 1):
+        ended = session.get("ended")
+        if ended:
+            how = f"ended {_when(ended)}: {session.get('status')}"
+        else:
+            how = "lost (its process died)" if session.get("status") == "lost" else "running"
+        click.echo(
+            f"{'history' if number == 1 else '':>12}: session {number} started "
+            f"{_when(session.get('started') or 0)} with {session.get('committed', 0):,} items "
+            f"on record, {how}"
+        )
     for record in records:
         if record.status == "failed":
             click.echo(
@@ -195,6 +208,10 @@ def show_command(
 from batchline.workflow.commands import register as _register_workflow_commands  # noqa: E402
 
 _register_workflow_commands(main)
+
+from batchline.ui.command import ui_command  # noqa: E402
+
+main.add_command(ui_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

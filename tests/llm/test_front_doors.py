@@ -18,11 +18,10 @@ from batchline.context import (
     EntryType,
     TaskBatcher,
     TaskSpec,
+    context_handler,
 )
 from batchline.llm import ChatModel
-from batchline.llm.agent import LLMAgent
-from batchline.llm.handler import context_handler
-from batchline.pipeline import Pipeline
+from batchline.pipeline import LLMAgent, Pipeline
 from batchline.testing import OpenAICompatibleServer
 
 

@@ -20,6 +20,7 @@ from batchline.context.errors import (
     MissingEntryError,
 )
 from batchline.context.executor import BatchExecutor, BatchResult
+from batchline.context.llm_handler import context_handler
 from batchline.context.store import CentralContextStore, StoreSearchResult
 from batchline.context.tokens import TokenCounter, default_counter, estimate_tokens
 from batchline.context.views import (
@@ -51,6 +52,7 @@ __all__ = [
     "TokenCounter",
     "WorkingContext",
     "WorkingLLMContext",
+    "context_handler",
     "default_counter",
     "estimate_tokens",
     "first_fit_decreasing",

@@ -16,12 +16,9 @@ from typing import Any
 from batchline.context.batching import TaskBatch, TaskSpec
 from batchline.context.store import CentralContextStore
 from batchline.context.views import ImplementationContext, ImplementationLLMContext
-from batchline.engine.plan import Batch
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import stream_batches
+from batchline.engine import Batch, RetryPolicy, RunSession, child_run_id, stream_batches
 from batchline.errors import BatchResultError
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 Handler = Callable[[ImplementationContext, list[TaskSpec]], Mapping[str, Any]]
 
@@ -116,6 +113,21 @@ class BatchExecutor:
         continue_on_error: bool = True,
     ) -> Iterator[BatchResult]:
         """Run every batch on the engine, yielding each result as its batch finishes."""
+        if self.state is None or not self.run_id:
+            yield from self._iter_levels(batches, handler, continue_on_error)
+            return
+        # A durable run holds a session; each dependency level is a child run of it.
+        with RunSession(self.state, self.run_id, meta={"kind": "context"}) as session:
+            failed = False
+            for result in self._iter_levels(batches, handler, continue_on_error):
+                failed = failed or not result.success
+                yield result
+            if failed:
+                session.final_status = "failed"
+
+    def _iter_levels(
+        self, batches: Sequence[TaskBatch], handler: Handler, continue_on_error: bool
+    ) -> Iterator[BatchResult]:
         levels = [list(group) for _, group in groupby(batches, key=lambda b: b.level)]
         for number, level in enumerate(levels):
             failed = False
@@ -125,7 +137,7 @@ class BatchExecutor:
                 results, entries, tokens = self._call(task_batch, handler)
                 return [{"results": results, "entries": entries, "tokens": tokens}]
 
-            run_id = f"{self.run_id}/level-{number}" if self.run_id else None
+            run_id = child_run_id(self.run_id, f"level-{number}") if self.run_id else None
             started = {b.batch_id: time.perf_counter() for b in level}
             stream = stream_batches(
                 level,

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any, TypeVar
 
 from batchline.backends import Backend
@@ -32,6 +32,7 @@ from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import Collector, make_options
 from batchline.engine.signals import SIGNALS, enter_run, exit_run, handle_signal
+from batchline.engine.stream import AsyncBatchStream
 from batchline.engine.window import Window
 from batchline.errors import BatchRunError
 from batchline.state.base import StateStore
@@ -65,10 +66,11 @@ def astream_batches(
     progress: bool | None = None,
     handle_signals: bool = True,
     backend: str | Backend | None = None,
-) -> AsyncIterator[BatchOutcome[T, Any]]:
+) -> AsyncBatchStream[T]:
     """The asyncio twin of ``stream_batches``: ``async for outcome in astream_batches(...)``.
 
-    Same arguments and guarantees as ``stream_batches``; ``fn`` may be ``async def``.
+    Same arguments and guarantees as ``stream_batches``; ``fn`` may be ``async def``. The
+    returned ``AsyncBatchStream`` has the engine's final ``stats`` once iterated.
     """
     check_function(fn)
     options = make_options(
@@ -89,7 +91,8 @@ def astream_batches(
         handle_signals=handle_signals,
         backend=backend,
     )
-    return _adrive(RunCore(check_items(items), options), fn)
+    core = RunCore(check_items(items), options)
+    return AsyncBatchStream(core, _adrive(core, fn))
 
 
 async def arun_batches(
@@ -195,7 +198,7 @@ class _Interrupt:
 
 async def _adrive(
     core: RunCore, fn: AsyncBatchFunction[Any]
-) -> AsyncIterator[BatchOutcome[Any, Any]]:
+) -> AsyncGenerator[BatchOutcome[Any, Any], None]:
     limit = core.options.max_concurrency
     remote = core.options.backend.name != "local"
     is_async = _is_async(fn) and not remote

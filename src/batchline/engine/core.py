@@ -9,7 +9,6 @@ hard logic the same whatever carries it out.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 import uuid
@@ -17,7 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.engine.bridge import resolve_awaitable
 from batchline.engine.hooks import call_hook
+from batchline.engine.items import ItemResults
 from batchline.engine.keys import Key, key_function
 from batchline.engine.options import RunOptions
 from batchline.engine.outcome import (
@@ -31,10 +32,11 @@ from batchline.engine.outcome import (
 )
 from batchline.engine.plan import Batch, Planner
 from batchline.engine.progress import BatchProgress, percentage
+from batchline.engine.session import RunSession, interruption_message, resume_id, run_label
 from batchline.engine.signals import StopFlag, exit_130_when_uncaught
 from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError, StopRun
-from batchline.state.base import BatchCommit, ItemRecord, Lease, RunStatus, StateStore
-from batchline.state.faults import StateFileError
+from batchline.state.base import BatchCommit, ItemRecord, RunStatus, StateStore
+from batchline.state.codec import unstorable
 from batchline.state.memory import MemoryStateStore
 
 log = logging.getLogger("batchline")
@@ -54,9 +56,14 @@ class Job:
     outcome: BatchOutcome[Any, Any] | None = None
 
 
-def new_run_id() -> str:
-    """A fresh run id: sortable by time, unique."""
-    return time.strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+def new_run_id(prefix: str = "run") -> str:
+    """A fresh run id: ``{prefix}-YYYYmmdd-HHMMSS-{random}``, sortable by time, unique.
+
+    ``prefix`` (a workflow's name, say) keeps letters, digits, ``-`` and ``_``; anything
+    else (``/`` included, which separates child runs) becomes ``-``.
+    """
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in prefix)[:40] or "run"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 class RunCore:
@@ -80,10 +87,9 @@ class RunCore:
         self.stopped_by: StopRun | None = None
         self.completed_items = 0
         self.failed_items = 0
-        self._lease: Lease | None = None
+        self.session: RunSession | None = None
         self._resuming = False
         self._started = 0.0
-        self._heartbeat: _Heartbeat | None = None
         self._display: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -93,29 +99,26 @@ class RunCore:
         meta: dict[str, Any] = {"chunk_size": self.options.chunk_size}
         if isinstance(self.options.key, str):
             meta["key"] = self.options.key
+        if self.planner.total_items is not None:  # lets a dashboard show progress mid-run
+            meta["expected_items"] = self.planner.total_items
         if self.options.meta:
             meta.update(self.options.meta)
-        self._lease = self.store.acquire(self.run_id, meta=meta)
-        self._resuming = self._lease.committed_items > 0
+        self.session = RunSession(self.store, self.run_id, meta=meta).open()
+        self._resuming = self.session.committed_items > 0
         if self._resuming:
             log.info(
                 "resuming run %r: %d items already in %s",
                 self.run_id,
-                self._lease.committed_items,
+                self.session.committed_items,
                 self.store.location,
             )
         self._started = time.perf_counter()
-        ttl = getattr(self.store, "lease_ttl", None)
-        if isinstance(ttl, int | float) and ttl > 0:
-            self._heartbeat = _Heartbeat(self.store, self._lease, ttl / 3)
         from batchline.observe.progress import auto_display  # noqa: PLC0415 - rich is heavy
 
         self._display = auto_display(self.options.progress, self.run_id)
 
     def close(self, error: BaseException | None = None) -> RunStatus:
         """Release the lease with the run's final status, and stop helpers."""
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
         self.stats.duration = time.perf_counter() - self._started
         self.stats.batches = self.planner.total_batches or 0
         self.stats.total = self.planner.planned_items
@@ -123,12 +126,8 @@ class RunCore:
         status = self._status(error)
         if self._display is not None:
             self._display.close(self.stats)
-        if self._lease is not None:
-            try:
-                self.store.release(self._lease, status, total_items=self.planner.total_items)
-            except StateError as exc:  # lease taken over meanwhile: nothing left to release
-                log.warning("could not release run %r: %s", self.run_id, exc)
-            self._lease = None
+        if self.session is not None:
+            self.session.close(status, total_items=self.planner.total_items)
         return status
 
     def _status(self, error: BaseException | None) -> RunStatus:
@@ -194,13 +193,32 @@ class RunCore:
         self._hook("on_batch_start", hook, progress)
 
     def succeed(self, job: Job, raw: Any) -> BatchOutcome[Any, Any]:
-        """Validate and commit a batch's results; a bad result fails the batch instead."""
+        """Validate and commit a batch's results.
+
+        Results that do not line up with the batch fail the batch. With item-level
+        outcomes (``ItemResults``, or any ``ItemFailed`` among the results), a result
+        the store cannot keep (not JSON-serialisable, NaN, a set, an object) fails that
+        item alone and its neighbours are committed, and in ``ItemResults`` an exception
+        in place of a result fails its item; a plain list stays all-or-nothing.
+        """
         try:
             results = normalize_results(job.work, raw)
             kinds = set(map(type, results))
-            if ItemFailed in kinds or ItemNotRun in kinds:
-                return self._partial(job, results)
-            self.store.commit_batch(self._lease_or_fail(), self._commit(job, results, ()))
+            per_item = isinstance(raw, ItemResults) or ItemFailed in kinds or ItemNotRun in kinds
+            if isinstance(raw, ItemResults):  # an exception in place of a result fails its item
+                results = [
+                    ItemFailed(r, job.attempt) if isinstance(r, BaseException) else r
+                    for r in results
+                ]
+            try:
+                if per_item:
+                    return self._partial(job, results)
+                self._write(self._commit(job, results, ()))
+            except BatchResultError:  # the store refused a result: nothing was written
+                isolated = self._isolate_unstorable(job, results) if per_item else None
+                if isolated is None:
+                    raise  # not one item's fault: the batch fails
+                return self._partial(job, isolated)
         except BatchResultError as exc:
             outcome = self.fail(job, exc)
             assert isinstance(outcome, BatchOutcome)  # terminal errors are never retried
@@ -208,6 +226,20 @@ class RunCore:
         return self._finish(
             job, results, (), job.attempt, time.perf_counter() - job.started, ran=True
         )
+
+    def _isolate_unstorable(self, job: Job, results: list[Any]) -> list[Any] | None:
+        """``results`` with each result a JSON store refuses replaced by ``ItemFailed``
+        (None when no single result is at fault)."""
+        keep = [i for i, result in enumerate(results) if type(result) is not ItemFailed]
+        keys = job.work.keys
+        bad = unstorable(job.batch.number, [keys[i] for i in keep], [results[i] for i in keep])
+        if not bad:
+            return None
+        isolated = list(results)
+        for index, error in bad.items():
+            log.warning("%s", error)
+            isolated[keep[index]] = ItemFailed(error, job.attempt)
+        return isolated
 
     def _partial(self, job: Job, results: list[Any]) -> BatchOutcome[Any, Any]:
         """Commit the items that succeeded and record the ``ItemFailed`` ones, together."""
@@ -246,7 +278,7 @@ class RunCore:
             duration=time.perf_counter() - job.started,
         )
         if ok or bad:
-            self.store.commit_batch(self._lease_or_fail(), commit)
+            self._write(commit)
         merged = [None if type(result) in _MARKERS else result for result in results]
         failures = group_failures(job.batch.number, grouped)
         return self._finish(
@@ -301,7 +333,7 @@ class RunCore:
             (key, pos, failure.error_type, failure.message, job.attempt)
             for key, pos in zip(job.work.keys, job.work.positions, strict=True)
         ]
-        self.store.commit_batch(self._lease_or_fail(), self._commit(job, [], failed_rows))
+        self._write(self._commit(job, [], failed_rows))
         outcome = self._finish(
             job, [], (failure,), job.attempt, time.perf_counter() - job.started, ran=False
         )
@@ -333,12 +365,10 @@ class RunCore:
 
     # -- bookkeeping -------------------------------------------------------------------
 
-    def _lease_or_fail(self) -> Lease:
-        if self._lease is None:
+    def _write(self, commit: BatchCommit) -> None:
+        if self.session is None:
             raise StateError(f"run {self.run_id!r} is not open; iterate the stream to start it")
-        if self._heartbeat is not None and self._heartbeat.error is not None:
-            raise self._heartbeat.error
-        return self._lease
+        self.session.commit(commit)
 
     def _commit(
         self,
@@ -468,16 +498,18 @@ class RunCore:
             first = self.failures[0] if self.failures else None
             reason = f": {first.error_type}: {first.message}" if first else ""
             return BatchRunError(
-                f"run {self.run_id!r} stopped after batch "
+                f"{run_label(self.run_id)} stopped after batch "
                 f"{first.batch_number if first else '?'} failed{reason} "
-                '(on_error="stop"). Fix the cause and resume with the same store and run_id '
-                'to run only the missing and failed items, or pass on_error="continue".',
+                f'(on_error="stop"). Fix the cause and resume with the same store and '
+                f"run_id={resume_id(self.run_id)!r} to run only the missing and failed items, "
+                'or pass on_error="continue".',
                 self.partial(results),
             )
         if self.stopped_by is not None:
             return BatchRunError(
-                f"run {self.run_id!r} stopped: {self.stopped_by}. Nothing is lost: resume with "
-                "the same store and run_id to run the remaining items.",
+                f"{run_label(self.run_id)} stopped: {self.stopped_by}. Nothing is lost: resume "
+                f"with the same store and run_id={resume_id(self.run_id)!r} to run the "
+                "remaining items.",
                 self.partial(results),
             )
         if self.stop:
@@ -486,37 +518,36 @@ class RunCore:
 
     def interrupted(self, results: list[Any] | None = None) -> RunInterrupted:
         """A ``RunInterrupted`` whose message says how to resume."""
-        import signal  # noqa: PLC0415
-
         signum = self.stop.signal_number
         cause = self.stop.cause
-        if signum:
-            name = signal.Signals(signum).name
-        elif cause is not None:
-            name = f"{type(cause).__name__} raised by a batch function or hook"
-        else:
-            name = "an interrupt"
-        abandoned = " (the work in flight was abandoned)" if self.stop.abandoned else ""
+        by = None
+        if not signum and cause is not None:
+            by = f"{type(cause).__name__} raised by a batch function or hook"
+        abandoned = "the work in flight was abandoned; " if self.stop.abandoned else ""
         total = self.planner.total_items
         remaining = "the missing" if total is None else f"the {total - self.stats.succeeded}"
         if isinstance(self.store, MemoryStateStore):
-            where = (
-                "its state is in memory: resume in this process by passing the same "
-                "MemoryStateStore and run_id (use SQLiteStateStore for runs that outlive "
-                "the process)"
+            where = f"{abandoned}its state is in memory"
+            resume = (
+                "Resume in this process by passing the same MemoryStateStore and run_id (use "
+                "SQLiteStateStore for runs that outlive the process)."
             )
         else:
-            where = (
-                f"its state is saved in {self.store.location}. Resume with the same store and "
-                f"run_id={self.run_id!r} to run only {remaining} unfinished items"
+            where = f"{abandoned}its state is saved in {self.store.location}"
+            resume = (
+                f"Resume with the same store and run_id={resume_id(self.run_id)!r} to run only "
+                f"{remaining} unfinished items."
             )
-        exit_130_when_uncaught()
-        return RunInterrupted(
-            f"run {self.run_id!r} interrupted by {name} after {self.completed_items} items"
-            f"{abandoned}; {where}.",
-            self.partial(results),
-            signum,
+        message = interruption_message(
+            self.run_id,
+            where=where,
+            resume=resume,
+            signal_number=signum,
+            items_done=self.completed_items,
+            cause=by,
         )
+        exit_130_when_uncaught()
+        return RunInterrupted(message, self.partial(results), signum)
 
 
 def normalize_results(batch: Batch[Any], raw: Any) -> list[Any]:
@@ -563,45 +594,6 @@ def normalize_results(batch: Batch[Any], raw: Any) -> list[Any]:
     return results
 
 
-class _Heartbeat:
-    """Keeps a lease alive from a daemon thread while batches run."""
-
-    def __init__(self, store: StateStore, lease: Lease, every: float) -> None:
-        self._store = store
-        self._lease = lease
-        self._every = every
-        self._done = threading.Event()
-        self.error: StateError | None = None
-        self._thread = threading.Thread(target=self._beat, name="batchline-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        from batchline.backends.threads import shield_thread_from_signals  # noqa: PLC0415
-
-        shield_thread_from_signals()  # signals go to the main thread, which handles them
-        while not self._done.wait(self._every):
-            try:
-                self._store.heartbeat(self._lease)
-            except StateFileError:  # a busy or full disk: try again on the next beat
-                log.debug("heartbeat failed", exc_info=True)
-            except StateError as exc:  # the lease was taken over: stop writing
-                self.error = exc
-                return
-            except Exception:  # a busy database: try again on the next beat
-                log.debug("heartbeat failed", exc_info=True)
-
-    def stop(self) -> None:
-        self._done.set()
-
-
 def call_sync(fn: Callable[[Any], Any], batch: Batch[Any]) -> Any:
     """Call a batch function from synchronous code; an async function gets its own loop."""
-    result = fn(batch)
-    if hasattr(result, "__await__"):
-        import asyncio  # noqa: PLC0415
-
-        async def _await() -> Any:
-            return await result
-
-        return asyncio.run(_await())
-    return result
+    return resolve_awaitable(fn(batch))

@@ -15,8 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batchline.errors import ConfigurationError, DuplicateKeyError
+from batchline.state.keys import Key
 
-Key = str | int
+# `Key` lives in state/ (the stores need it and must not import the engine); it is
+# re-exported here so `from batchline.engine.keys import Key` keeps working.
+__all__ = ["Key", "KeyIndex", "KeySpec", "KeysOf", "canonical_key", "key_function"]
+
 KeySpec = str | Callable[[Any], Key] | None
 KeysOf = Callable[[Sequence[Any], int], list[Key]]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from batchline.engine.outcome import BatchOutcome, RunResult
 from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.signals import SignalGuard
+from batchline.engine.stream import BatchStream
 from batchline.engine.window import Window
 from batchline.errors import BatchRunError, RunInterrupted
 from batchline.state.base import StateStore
@@ -105,7 +106,7 @@ def stream_batches(
     progress: bool | None = None,
     handle_signals: bool = True,
     backend: str | Backend | None = None,
-) -> Iterator[BatchOutcome[T, Any]]:
+) -> BatchStream[T]:
     """Run ``fn`` over ``items`` in batches, yielding each batch's outcome once committed.
 
     Args:
@@ -133,8 +134,10 @@ def stream_batches(
         backend: ``"local"`` (threads), ``"ray"`` (Ray tasks; ``pip install
             "batchline[ray]"``), or a backend object such as ``RayBackend(address=...)``.
 
-    Yields:
-        ``BatchOutcome`` per batch, after its state is committed.
+    Returns:
+        A ``BatchStream``: iterate it for a ``BatchOutcome`` per batch, after its state is
+        committed; its ``stats`` (and ``failures``, ``run_id``) are the engine's own
+        counts, final once the iteration ended.
 
     Raises:
         ConfigurationError: an argument or the input is invalid (raised at once).
@@ -163,10 +166,10 @@ def stream_batches(
         backend=backend,
     )
     core = RunCore(check_items(items), options)
-    return _drive(core, fn)
+    return BatchStream(core, _drive(core, fn))
 
 
-def _drive(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any, Any]]:
+def _drive(core: RunCore, fn: BatchFunction[Any]) -> Generator[BatchOutcome[Any, Any], None, None]:
     error: BaseException | None = None
     core.open()
     try:

@@ -1,5 +1,8 @@
-"""LLM calls: an OpenAI-compatible client with limits, retries, a cache and cost accounting,
-and its front doors (``LLMAgent``, the ``llm`` workflow task, a context handler)."""
+"""LLM calls: an OpenAI-compatible client with limits, retries, a cache and cost accounting.
+
+The adapters live in the front doors they adapt (``batchline.pipeline.LLMAgent``, the
+workflow ``llm`` task in ``batchline.workflow.llm_task``, ``batchline.context.context_handler``);
+this package imports no front door."""
 
 from batchline.llm.cache import ResponseCache, request_key
 from batchline.llm.errors import (

@@ -371,7 +371,7 @@ class ChatModel:
 
     def complete(self, prompt: str | None = None, **options: Any) -> Completion:
         """``acomplete`` from synchronous code."""
-        from batchline.pipeline.calls import run_coroutine  # noqa: PLC0415
+        from batchline.engine.bridge import run_coroutine  # noqa: PLC0415
 
         async def call() -> Completion:
             try:

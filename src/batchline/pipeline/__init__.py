@@ -10,6 +10,7 @@ from batchline.pipeline.errors import (
 )
 from batchline.pipeline.executor import BATCH_KEY, PipelineBatchExecutor
 from batchline.pipeline.flow import Chunked, FunctionAgent, Node, Parallel, Sequence, Step
+from batchline.pipeline.llm_agent import LLMAgent
 from batchline.pipeline.pipeline import Pipeline
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import (
@@ -31,6 +32,7 @@ __all__ = [
     "BatchingScopeManager",
     "Chunked",
     "FunctionAgent",
+    "LLMAgent",
     "Node",
     "Parallel",
     "Pipeline",

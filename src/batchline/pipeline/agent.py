@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from batchline.engine.keys import KeySpec
+from batchline.engine import KeySpec
 from batchline.pipeline.config import (
     HOOK_EVENTS,
     BatchingConfig,

@@ -1,16 +1,17 @@
-"""Calling agents: contract checks, async agents from sync code, parallel branches."""
+"""Calling agents: contract checks, async agents from sync code (through the engine's
+bridge), parallel branches."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any
 
+from batchline.engine import run_coroutine
 from batchline.pipeline.errors import PipelineWarning, StepError
 from batchline.pipeline.flow import Step
 
@@ -43,28 +44,6 @@ def call_agent(step: Step, context: dict[str, Any]) -> dict[str, Any]:
             step.name,
         )
     return dict(output)
-
-
-def run_coroutine(coroutine: Any) -> Any:
-    """Run a coroutine to completion from sync code, even inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coroutine)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="batchline-async-agent")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def run_parallel(

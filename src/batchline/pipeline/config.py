@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from batchline.engine.keys import KeySpec
+from batchline.engine import KeySpec
 from batchline.pipeline.errors import BatchingConfigurationError
 
 Hook = Callable[..., Any]

@@ -18,13 +18,17 @@ from operator import itemgetter
 from typing import Any
 
 from batchline.backends import Backend, LocalBackend
-from batchline.engine.hooks import call_hook
-from batchline.engine.merge import merge_into, merge_outputs
-from batchline.engine.outcome import BatchOutcome
-from batchline.engine.plan import Batch
-from batchline.engine.progress import BatchProgress
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import stream_batches
+from batchline.engine import (
+    Batch,
+    BatchOutcome,
+    BatchProgress,
+    RetryPolicy,
+    RunStats,
+    call_hook,
+    merge_into,
+    merge_outputs,
+    stream_batches,
+)
 from batchline.errors import BatchRunError
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.errors import StepError
@@ -32,8 +36,7 @@ from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore, StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -280,6 +283,7 @@ class PipelineBatchExecutor:
                     yield self._update(result, fields, snapshot, total_batches)
             except BatchRunError as exc:
                 outcome.stopped = exc
+            _count(outcome, stream.stats)
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
         if _env_flag("BATCHLINE_DEBUG"):
@@ -295,17 +299,11 @@ class PipelineBatchExecutor:
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]
     ) -> dict[str, Any] | None:
-        """Count a finished batch; return the fields it produced (None if it failed)."""
-        outcome.batches += 1
-        size = len(result.batch.items)
-        outcome.items += size
-        outcome.resumed += result.resumed_items
-        outcome.retries += max(0, result.attempts - 1)
+        """Record a finished batch's failure; return the fields it produced (None if it
+        failed). Item and batch counts are the engine's (``_count``)."""
         if result.failures:
-            outcome.failed += size
             outcome.failures.append(self._failure(result))
             return None
-        outcome.succeeded += size
         payloads = _payloads(result)
         for payload in payloads:
             outcome.skipped += int(payload.get("skipped", 0))
@@ -474,6 +472,16 @@ class ScopeBatch:
         produced[self.over] = processed
         payload = {"fields": produced, "skipped": skipped}
         return [payload, *([None] * (len(batch.items) - 1))]
+
+
+def _count(outcome: ScopeOutcome, stats: RunStats) -> None:
+    """The scope's counts, as the engine counted them (final once its stream ended)."""
+    outcome.batches = stats.batches
+    outcome.items = stats.total
+    outcome.succeeded = stats.succeeded
+    outcome.failed = stats.failed
+    outcome.resumed = stats.resumed
+    outcome.retries = stats.retries
 
 
 def _payloads(result: BatchOutcome[Any, Any]) -> list[dict[str, Any]]:

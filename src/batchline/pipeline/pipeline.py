@@ -7,12 +7,13 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from opentelemetry import trace
 
 from batchline.backends import Backend, resolve_backend
-from batchline.engine.retry import RetryPolicy
+from batchline.engine import RetryPolicy, RunSession, child_run_id
 from batchline.errors import ConfigurationError
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.calls import run_parallel
@@ -23,7 +24,7 @@ from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineResult, PipelineStats, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope, ParallelUnit, ScopeUnit, Unit, compile_flow
 from batchline.pipeline.steps import NodeRunner, plain_call
-from batchline.state.base import StateStore
+from batchline.state import StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
@@ -129,15 +130,26 @@ class Pipeline:
             )
         state = _RunState(dict(context or {}))
         started = time.perf_counter()
-        with self.tracing.span(
-            "batchline.pipeline",
-            {"pipeline.flow": repr(self.flow)[:200], "pipeline.run_id": self.run_id or ""},
-        ) as span:
+        # With a store, the pipeline run itself holds a session (its scopes are child runs).
+        session = (
+            RunSession(self.store, self.run_id, meta={"kind": "pipeline"})
+            if (self.store is not None and self.run_id)
+            else None
+        )
+        with (
+            session or nullcontext(),
+            self.tracing.span(
+                "batchline.pipeline",
+                {"pipeline.flow": repr(self.flow)[:200], "pipeline.run_id": self.run_id or ""},
+            ) as span,
+        ):
             try:
                 yield from self._run_units(self.units, state, path="")
             finally:
                 state.stats.duration = time.perf_counter() - started
                 span.set_attribute("pipeline.failed_batches", len(state.failures))
+            if session is not None and (state.failures or state.stopped is not None):
+                session.final_status = "stopped" if state.stopped is not None else "failed"
         result = state.result(self.run_id)
         if state.stopped is not None:
             raise PipelineBatchError(
@@ -220,7 +232,7 @@ class Pipeline:
             retry=self.retry,
             on_error=self.on_error,
             store=self.store,
-            run_id=f"{self.run_id}/scope-{path}-{scope.name}" if self.run_id else None,
+            run_id=child_run_id(self.run_id, f"scope-{path}-{scope.name}") if self.run_id else None,
             progress=self.progress,
             tracing=self.tracing,
             backend=self.backend,

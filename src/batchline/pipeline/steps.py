@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from batchline.engine.retry import RetryPolicy
-from batchline.engine.runner import run_batches
+from batchline.engine import RetryPolicy, run_batches
 from batchline.pipeline.calls import call_agent, run_parallel
 from batchline.pipeline.errors import StepError
 from batchline.pipeline.flow import Chunked, Node, Parallel, Sequence, Step
-from batchline.state.memory import MemoryStateStore
+from batchline.state import MemoryStateStore
 
 CallAgent = Callable[[Step, dict[str, Any]], dict[str, Any]]
 

@@ -1,15 +1,27 @@
 """State stores: where a run's progress lives so that it can resume."""
 
-from batchline.state.base import BatchCommit, ItemRecord, Lease, RunInfo, StateStore
+from batchline.state.base import (
+    BatchCommit,
+    ItemRecord,
+    ItemStatus,
+    Lease,
+    RunInfo,
+    RunStatus,
+    StateStore,
+)
+from batchline.state.keys import Key
 from batchline.state.memory import MemoryStateStore
 from batchline.state.sqlite import SQLiteStateStore
 
 __all__ = [
     "BatchCommit",
     "ItemRecord",
+    "ItemStatus",
+    "Key",
     "Lease",
     "MemoryStateStore",
     "RunInfo",
+    "RunStatus",
     "SQLiteStateStore",
     "StateStore",
 ]

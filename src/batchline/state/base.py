@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
-from batchline.engine.keys import Key
+from batchline.state.keys import Key
 
 ItemStatus = Literal["done", "failed"]
 RunStatus = Literal["running", "completed", "failed", "stopped", "interrupted"]

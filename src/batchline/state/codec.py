@@ -9,17 +9,17 @@ encoded so):
 - dicts whose keys are not all ``str`` (``int``, ``float``, ``bool``, ``None``, tuples,
   ...: every key keeps its type; a ``str`` key ``"1"`` stays a ``str``), and dicts that
   have a ``"$t"`` key of their own;
-- ``tuple``, ``set``, ``frozenset``, ``bytes``;
+- ``tuple`` and ``bytes``;
 - ``datetime.datetime`` (naive, or with a ``timezone`` / ``ZoneInfo`` tzinfo),
   ``datetime.date``, ``datetime.time`` (naive), ``datetime.timedelta``,
   ``decimal.Decimal``, ``uuid.UUID``.
 
 Anything else is refused when the batch is first committed, with a ``BatchResultError``
 naming the batch, the item key, the type and where in the result it sits: NaN and
-infinity, subclasses of the types above (enums, named tuples, ``OrderedDict``,
-``Counter``, numpy scalars) and arbitrary objects. They would otherwise come back as
-something else after a resume. Convert them first (``float(x)``, ``dict(x)``,
-``x._asdict()``, ``x.value``, ``model.model_dump()``).
+infinity, sets (unordered: return ``sorted(x)``), subclasses of the types above (enums,
+named tuples, ``OrderedDict``, ``Counter``, numpy scalars) and arbitrary objects. They
+would otherwise come back as something else after a resume. Convert them first
+(``float(x)``, ``dict(x)``, ``x._asdict()``, ``x.value``, ``model.model_dump()``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import zoneinfo
 from collections.abc import Sequence
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import BatchResultError
+from batchline.state.keys import Key
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -108,7 +108,9 @@ def _tag(value: Any, path: str) -> Any:
     if kind is tuple:
         return {TAG: "tuple", "v": [_tag(item, f"{path}[{i}]") for i, item in enumerate(value)]}
     if kind is set or kind is frozenset:
-        return {TAG: kind.__name__, "v": [_tag(item, f"{path} member") for item in value]}
+        raise _RefusedError(
+            value, path, f"a {kind.__name__} is not JSON (convert it, e.g. sorted(x) or list(x))"
+        )
     if kind is bytes:
         return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if kind is dt.datetime:
@@ -177,10 +179,6 @@ def _untag(value: Any) -> Any:
         return {_untag(key): _untag(item) for key, item in data}
     if tag == "tuple":
         return tuple(_untag(item) for item in data)
-    if tag == "set":
-        return {_untag(item) for item in data}
-    if tag == "frozenset":
-        return frozenset(_untag(item) for item in data)
     if tag == "bytes":
         return base64.b64decode(data)
     if tag == "datetime":
@@ -212,9 +210,10 @@ def _undatetime(data: list[Any]) -> dt.datetime:
 def _refused(batch_number: int, key: Key, error: _RefusedError) -> BatchResultError:
     where = f" at result{error.path}" if error.path else ""
     return BatchResultError(
-        f"batch {batch_number}: the result for item {key!r} cannot be stored exactly{where}: "
+        f"batch {batch_number}: the result for item {key!r} is not JSON-serialisable as it "
+        f"is and cannot be stored exactly{where}: "
         f"{error.reason}. Results must be JSON (dict, list, str, int, float, bool, None) or "
-        "one of the types batchline stores exactly (tuple, set, frozenset, bytes, dicts with "
+        "one of the types batchline stores exactly (tuple, bytes, dicts with "
         "int/float/bool/None keys, datetime, date, time, timedelta, Decimal, UUID); convert "
         "the value first (float(x), dict(x), x._asdict(), x.value, model.model_dump())."
     )
@@ -239,6 +238,24 @@ def check_json(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -
     """Raise ``BatchResultError`` naming the first result a durable store would not keep exactly."""
     if not _all_plain(results):
         _tag_all(batch_number, keys, results)
+
+
+def unstorable(
+    batch_number: int, keys: Sequence[Key], results: Sequence[Any]
+) -> dict[int, BatchResultError]:
+    """The results a JSON store cannot keep, by index, each with the error naming it.
+
+    The engine calls it when a store refused a batch, to fail only the items at fault.
+    """
+    bad: dict[int, BatchResultError] = {}
+    for index, (key, value) in enumerate(zip(keys, results, strict=True)):
+        if type(value) in _EXACT or _is_plain(value):
+            continue
+        try:
+            _tag_all(batch_number, [key], [value])
+        except BatchResultError as exc:
+            bad[index] = exc
+    return bad
 
 
 def encode_batch(batch_number: int, keys: Sequence[Key], results: Sequence[Any]) -> str:

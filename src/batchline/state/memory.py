@@ -8,11 +8,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
 from batchline.state.codec import check_json
+from batchline.state.keys import Key
 from batchline.state.lease import host_name, new_token
+from batchline.state.sessions import close_session, open_session
 
 
 class _Run:
@@ -66,6 +67,10 @@ class MemoryStateStore:
                 )
             elif meta:
                 run.meta.update(meta)
+            now, committed = time.time(), len(run.items)
+            run.meta = open_session(
+                run.meta, now=now, pid=os.getpid(), host=host_name(), committed=committed
+            )
             run.token = new_token()
             run.status = "running"
             run.updated_at = time.time()
@@ -80,6 +85,7 @@ class MemoryStateStore:
         with self._lock:
             run = self._owned(lease)
             run.token = None
+            run.meta = close_session(run.meta, now=time.time(), status=status)
             run.status = status
             run.updated_at = time.time()
             if total_items is not None:

@@ -12,7 +12,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from batchline.engine.keys import Key
 from batchline.errors import RunActiveError, StateError
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunInfo, RunStatus
 from batchline.state.codec import (
@@ -24,6 +23,7 @@ from batchline.state.codec import (
     encode_positions,
 )
 from batchline.state.faults import damaged_row, foreign_file, state_error
+from batchline.state.keys import Key
 from batchline.state.lease import (
     DEFAULT_TTL,
     Holder,
@@ -33,6 +33,7 @@ from batchline.state.lease import (
     takeover_refusal,
 )
 from batchline.state.schema import check_version, migrate
+from batchline.state.sessions import close_session, open_session
 
 _LOOKUP_CHUNK = 500
 _CHUNK_COLUMNS = "batch, attempts, keys, positions, results"
@@ -182,11 +183,12 @@ class SQLiteStateStore:
                 (run_id,),
             ).fetchone()
             if row is None:
+                fresh = open_session(meta or {}, now=now, pid=pid, host=holder[2], committed=0)
                 cursor = db.execute(
                     "INSERT INTO runs (run_id, created_at, updated_at, status, meta, lease_token,"
                     " lease_pid, lease_host, lease_started, heartbeat_at)"
                     " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                    (run_id, now, now, json.dumps(dict(meta or {})), *holder),
+                    (run_id, now, now, json.dumps(fresh), *holder),
                 )
                 pk = int(cursor.lastrowid or 0)
                 committed = 0
@@ -197,15 +199,21 @@ class SQLiteStateStore:
                     refusal = takeover_refusal(current, now, self.lease_ttl)
                     if refusal is not None:
                         raise RunActiveError(run_id, current.pid, current.host, refusal)
-                merged = {**json.loads(row[1] or "{}"), **dict(meta or {})}
+                committed = int(
+                    db.execute("SELECT COUNT(*) FROM items WHERE run = ?", (pk,)).fetchone()[0]
+                )
+                merged = open_session(
+                    {**json.loads(row[1] or "{}"), **dict(meta or {})},
+                    now=now,
+                    pid=pid,
+                    host=holder[2],
+                    committed=committed,
+                )
                 db.execute(
                     "UPDATE runs SET status = 'running', updated_at = ?, meta = ?, lease_token = ?,"
                     " lease_pid = ?, lease_host = ?, lease_started = ?, heartbeat_at = ?"
                     " WHERE id = ?",
                     (now, json.dumps(merged), *holder, pk),
-                )
-                committed = int(
-                    db.execute("SELECT COUNT(*) FROM items WHERE run = ?", (pk,)).fetchone()[0]
                 )
         self._run_pks[run_id] = pk
         return Lease(run_id, token, committed, row is not None)
@@ -230,14 +238,21 @@ class SQLiteStateStore:
 
     def release(self, lease: Lease, status: RunStatus, *, total_items: int | None = None) -> None:
         """Record the final status and give up the lease."""
+        now = time.time()
         with self._transaction("record the run's final status", lease.run_id) as db:
             pk = self._pk(lease.run_id)
+            row = db.execute(
+                "SELECT meta FROM runs WHERE id = ? AND lease_token = ?", (pk, lease.token)
+            ).fetchone()
+            if row is None:  # taken over meanwhile: the new holder owns the record
+                return
+            meta = close_session(json.loads(row[0] or "{}"), now=now, status=status)
             db.execute(
-                "UPDATE runs SET status = ?, updated_at = ?,"
+                "UPDATE runs SET status = ?, updated_at = ?, meta = ?,"
                 " total_items = COALESCE(?, total_items), lease_token = NULL, lease_pid = NULL,"
                 " lease_host = NULL, lease_started = NULL"
                 " WHERE id = ? AND lease_token = ?",
-                (status, time.time(), total_items, pk, lease.token),
+                (status, now, json.dumps(meta), total_items, pk, lease.token),
             )
 
     def lookup(self, run_id: str, keys: Sequence[Key]) -> dict[Key, ItemRecord]:

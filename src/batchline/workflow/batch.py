@@ -20,13 +20,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchline.backends.threads import DaemonThreadPool
-from batchline.engine import ItemNotRun, abandon_requested, stop_event, stop_requested
-from batchline.engine.outcome import ItemFailed
-from batchline.engine.plan import Batch
-from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
-from batchline.engine.runner import stream_batches
+from batchline.engine import (
+    Attempts,
+    Batch,
+    ItemFailed,
+    ItemNotRun,
+    ItemResults,
+    RetryPolicy,
+    abandon_requested,
+    aretry_call,
+    child_run_id,
+    item_outcome,
+    retry_call,
+    run_coroutine,
+    split_run_id,
+    stop_event,
+    stop_requested,
+    stream_batches,
+)
 from batchline.errors import BatchRunError
-from batchline.state.base import StateStore
+from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
@@ -124,7 +137,7 @@ class BatchState:
     @classmethod
     def load(cls, store: StateStore, run_id: str, step: str = "") -> BatchState:
         """Read a batch step's state back from the store (``run_id`` is the step's sub-run)."""
-        state = cls(step=step or run_id.rsplit("/", 1)[-1], run_id=run_id)
+        state = cls(step=step or split_run_id(run_id)[1] or run_id, run_id=run_id)
         retried = 0
         for record in store.iter_items(run_id):
             if record.status == "done":
@@ -171,11 +184,13 @@ def _item_result(done: Attempts, stopping: bool = False) -> Any:
     killed by a second signal) is left pending, never recorded as failed because of the
     signal: the resume runs it.
     """
-    if done.error is not None:
-        if stopping:
-            return ItemNotRun()
-        return ItemFailed(done.error, done.attempts)
-    return [done.value, done.attempts]
+    if done.error is not None and stopping:
+        return ItemNotRun()
+    return item_outcome(done, _wrap)
+
+
+def _wrap(value: Any, attempts: int) -> list[Any]:
+    return [value, attempts]
 
 
 class _NotStarted(BaseException):
@@ -329,15 +344,20 @@ class ChunkRunner:
             if closer is not None:
                 await closer()
 
-    def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
+    def __call__(self, batch: Batch[tuple[int, Any]]) -> ItemResults:
+        """Per-item outcomes of the chunk: a result the store refuses (not JSON) fails
+        only its item."""
+        return ItemResults(self._outcomes(batch))
+
+    def _outcomes(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
         if is_async and self.mode == "item":
-            return list(asyncio.run(self._arun_chunk(batch)))
+            return list(run_coroutine(self._arun_chunk(batch)))
         if self.mode == "chunk":
             values = [item for _, item in batch.items]
             ctx = self.context.create_chunk_context(values, batch.index)
             result = (
-                asyncio.run(self.arun_one(ctx, asyncio.Semaphore(1)))
+                run_coroutine(self.arun_one(ctx, asyncio.Semaphore(1)))
                 if is_async
                 else self.run_one(ctx)
             )
@@ -432,35 +452,42 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     run_id = config.settings.get("run_id")
     results: list[Any] = [None] * len(items)
     failed: dict[str, dict[str, Any]] = {}
-    stats = {
-        "total": len(items),
-        "processed": 0,
-        "failed": 0,
-        "template_failures": 0,
-        "retried": 0,
-        "resumed": 0,
-    }
+    # The engine counts items (processed, failed, resumed); this step adds what only it
+    # knows: item-level retries and template failures.
+    extra = {"template_failures": 0, "retried": 0}
+    stream = stream_batches(
+        list(enumerate(items)),
+        run_chunk,
+        chunk_size=chunk_size,
+        key=keyed,
+        store=store,
+        run_id=child_run_id(run_id, config.name) if run_id else None,
+        max_concurrency=outer,
+        backend=backend,
+        retry=RetryPolicy.none(),
+        progress=config.settings.get("progress"),
+        handle_signals=bool(config.settings.get("handle_signals", True)),
+    )
+
+    def step_stats() -> dict[str, int]:
+        counted = stream.stats
+        return {
+            "total": len(items),
+            "processed": counted.succeeded,
+            "failed": counted.failed,
+            "template_failures": extra["template_failures"],
+            "retried": extra["retried"],
+            "resumed": counted.resumed,
+        }
+
     on_item = config.settings.get("on_progress")
     stopped: BatchRunError | None = None
     try:
-        for outcome in stream_batches(
-            list(enumerate(items)),
-            run_chunk,
-            chunk_size=chunk_size,
-            key=keyed,
-            store=store,
-            run_id=f"{run_id}/{config.name}" if run_id else None,
-            max_concurrency=outer,
-            backend=backend,
-            retry=RetryPolicy.none(),
-            progress=config.settings.get("progress"),
-            handle_signals=bool(config.settings.get("handle_signals", True)),
-        ):
+        for outcome in stream:
             failed_keys = {}
             for failure in outcome.failures:
                 for key in failure.keys:
                     failed_keys[key] = failure
-            stats["resumed"] += outcome.resumed_items
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
             ):
@@ -472,17 +499,15 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                         "attempts": failure.attempts,
                         "time": time.time(),
                     }
-                    stats["failed"] += 1
-                    stats["retried"] += max(0, failure.attempts - 1)
+                    extra["retried"] += max(0, failure.attempts - 1)
                     if failure.error_type == "TemplateError":
-                        stats["template_failures"] += 1
+                        extra["template_failures"] += 1
                     continue
                 value, attempts = _unwrap(stored)
                 results[position] = value
-                stats["processed"] += 1
-                stats["retried"] += max(0, attempts - 1)
+                extra["retried"] += max(0, attempts - 1)
             if callable(on_item):
-                on_item(stats)
+                on_item(step_stats())
     except BatchRunError as exc:  # an interruption: state is committed, say so upstream
         stopped = exc
     finally:
@@ -492,4 +517,4 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]
-    return {"results": results, "stats": stats, "failed": failed}
+    return {"results": results, "stats": step_stats(), "failed": failed}

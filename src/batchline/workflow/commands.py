@@ -13,8 +13,9 @@ from typing import Any
 
 import click
 
+from batchline.engine import child_run_id, is_child_of, split_run_id
 from batchline.errors import BatchlineError, StateError
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.state import SQLiteStateStore
 from batchline.workflow.checks import static_problems
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.runner import (
@@ -251,14 +252,14 @@ def register(main: click.Group) -> None:
         if not path.exists():
             raise click.ClickException(f"no state file at {path}; pass --workspace")
         store = SQLiteStateStore(path)
-        sub_run = f"{run_id}/{step}"
+        sub_run = child_run_id(run_id, step)
         try:
             store.get_run(sub_run)
         except BatchlineError as exc:
             steps = [
-                r.run_id.split("/", 1)[1]
+                str(split_run_id(r.run_id)[1])
                 for r in store.list_runs()
-                if r.run_id.startswith(f"{run_id}/")
+                if is_child_of(r.run_id, run_id)
             ]
             raise click.ClickException(
                 f"run {run_id!r} has no batch step {step!r} "

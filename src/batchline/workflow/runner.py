@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from batchline.backends import resolve_backend
-from batchline.engine.retry import RetryPolicy, retry_call
+from batchline.engine import (
+    RetryPolicy,
+    RunSession,
+    interruption_message,
+    new_run_id,
+    resolve_awaitable,
+    retry_call,
+)
 from batchline.errors import RunInterrupted, StateError
-from batchline.pipeline.calls import run_coroutine
-from batchline.state.base import BatchCommit, Lease, RunInfo
-from batchline.state.sqlite import SQLiteStateStore
+from batchline.state import RunInfo, SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
@@ -190,6 +193,9 @@ class WorkflowRunner:
         progress: the engine's progress bar for batch steps (None: on a terminal).
         backend: where batch steps run (``local`` or ``ray``; default ``settings.backend``).
         ray_address: the Ray cluster to join.
+        lease_ttl: seconds of heartbeat silence after which another host may take the run
+            over (None: the store's default). The run's session heartbeats every third of
+            it, so a step running longer keeps its lease.
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class WorkflowRunner:
         progress: bool | None = None,
         backend: str | None = None,
         ray_address: str | None = None,
+        lease_ttl: float | None = None,
     ) -> None:
         self.spec = spec
         self.source = str(Path(source).resolve()) if source else ""
@@ -212,7 +219,7 @@ class WorkflowRunner:
         folder = Path(workspace or spec.settings.workspace).expanduser()
         self.workspace = folder if folder.is_absolute() else self.base_dir / folder
         self.params = resolve_params(spec, params or {})
-        self.run_id = run_id or _new_run_id(spec.name)
+        self.run_id = run_id or new_run_id(spec.name)
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
@@ -220,7 +227,8 @@ class WorkflowRunner:
         self.ray_address = ray_address
         self._backend: Any = None
         self.store: SQLiteStateStore | None = None
-        self._lease: Lease | None = None
+        self.lease_ttl = lease_ttl
+        self._session: RunSession | None = None
 
     def _say(self, text: str) -> None:
         if self.out is not None:
@@ -229,7 +237,12 @@ class WorkflowRunner:
     def run(self) -> WorkflowResult:
         """Run every step in order; return the result (never raises for step failures)."""
         self.workspace.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStateStore(self.workspace / STATE_FILE)
+        path = self.workspace / STATE_FILE
+        self.store = (
+            SQLiteStateStore(path)
+            if self.lease_ttl is None
+            else SQLiteStateStore(path, lease_ttl=self.lease_ttl)
+        )
         started_at = time.time()
         meta = {
             "kind": "workflow",
@@ -239,7 +252,7 @@ class WorkflowRunner:
             "base_dir": str(self.base_dir),
             "workspace": str(self.workspace),
         }
-        self._lease = self.store.acquire(self.run_id, meta=meta)
+        self._session = RunSession(self.store, self.run_id, meta=meta).open()
         records = self._load_records() if self.resuming else {}
         namespaces: dict[str, Any] = {
             "args": Namespace(self.params),
@@ -284,19 +297,22 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
-        except (KeyboardInterrupt, RunInterrupted):
+        except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
-            result.message = (
-                f"interrupted; the state is saved in {self.workspace / STATE_FILE}. Resume with: "
-                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            result.message = interruption_message(
+                self.run_id,
+                where=f"its state is saved in {self.workspace / STATE_FILE}",
+                resume=(
+                    f"Resume with: batchline resume {self.run_id} --workspace {self.workspace}"
+                ),
+                signal_number=getattr(exc, "signal_number", None),
             )
         finally:
             status = {"completed": "completed", "interrupted": "interrupted"}.get(
                 result.status, "failed"
             )
-            if self._lease is not None:
-                self.store.release(self._lease, status)  # type: ignore[arg-type]
+            self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
         return result
 
@@ -358,7 +374,7 @@ class WorkflowRunner:
 
         def call() -> Any:
             value = get_task(step.task)(config)
-            return run_coroutine(value) if inspect.isawaitable(value) else value
+            return resolve_awaitable(value)
 
         def retrying(attempt: int, error: BaseException, delay: float) -> None:
             self._say(f"{label}: attempt {attempt} failed ({error}); retrying in {delay:.1f}s")
@@ -412,26 +428,19 @@ class WorkflowRunner:
         return report
 
     def _commit(self, index: int, step: StepSpec, record: StepRecord) -> None:
-        assert self.store is not None
-        assert self._lease is not None
-        self.store.commit_batch(
-            self._lease,
-            BatchCommit(
-                batch_number=index + 1,
-                keys=[f"step:{step.name}"],
-                positions=[index],
-                results=[record.as_dict()],
-                failed=[],
-                attempts=max(1, record.attempts),
-                started_at=time.time(),
-                duration=record.duration,
-            ),
+        assert self._session is not None
+        self._session.record(
+            f"step:{step.name}",
+            record.as_dict(),
+            position=index,
+            attempts=record.attempts,
+            duration=record.duration,
         )
 
     def _load_records(self) -> dict[str, StepRecord]:
-        assert self.store is not None
+        assert self._session is not None
         records: dict[str, StepRecord] = {}
-        for item in self.store.iter_items(self.run_id):
+        for item in self._session.items():
             if isinstance(item.key, str) and item.key.startswith("step:") and item.result:
                 data = item.result
                 records[item.key[5:]] = StepRecord(
@@ -447,7 +456,7 @@ class WorkflowRunner:
 
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
-    module = sys.modules.get("batchline.llm.task")
+    module = sys.modules.get("batchline.workflow.llm_task")
     if module is None:
         return {}
     snapshot: dict[str, float | int] = module.usage_snapshot()
@@ -487,11 +496,6 @@ def _step_policy(step: StepSpec) -> RetryPolicy:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _new_run_id(name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40]
-    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
 
 def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from batchline.engine.retry import RetryPolicy
+from batchline.engine import RetryPolicy
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.yamlfile import Located
 

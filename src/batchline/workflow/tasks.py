@@ -126,7 +126,7 @@ def _load_entry_points() -> None:
         return
     _ENTRY_POINTS_LOADED = True
     with suppress(ImportError):  # batchline's own plug-in tasks (llm)
-        importlib.import_module("batchline.llm.task")
+        importlib.import_module("batchline.workflow.llm_task")
     for point in entry_points(group="batchline.tasks"):
         if point.name not in _REGISTRY:
             try:

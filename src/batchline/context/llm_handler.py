@@ -7,9 +7,8 @@ from typing import Any
 
 from batchline.context.batching import TaskSpec
 from batchline.context.views import ImplementationContext
-from batchline.llm.model import ChatModel
-from batchline.llm.packing import acomplete_items
-from batchline.pipeline.calls import run_coroutine
+from batchline.engine import run_coroutine
+from batchline.llm import ChatModel, acomplete_items
 
 
 def context_handler(

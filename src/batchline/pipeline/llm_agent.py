@@ -7,8 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from batchline.llm.model import ChatModel
-from batchline.llm.packing import acomplete_items
+from batchline.llm import ChatModel, acomplete_items
 from batchline.pipeline.agent import Agent
 
 

@@ -6,8 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batchline.llm.model import ChatModel
-from batchline.llm.prices import Usage
+from batchline.llm import ChatModel, Usage
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
