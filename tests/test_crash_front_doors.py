@@ -157,7 +157,7 @@ def test_pipeline_scope_survives_20_kills(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_engine_survives_20_kills(tmp_path: Path) -> None:
-    items, chunk, concurrency = 4000, 10, 4
+    items, chunk, concurrency = 8000, 10, 4
     db, log = tmp_path / "e.db", tmp_path / "started.log"
 
     def start() -> subprocess.Popen[str]:
