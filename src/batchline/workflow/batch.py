@@ -39,11 +39,13 @@ from batchline.engine import (
     stream_batches,
 )
 from batchline.errors import BatchRunError
+from batchline.redact import Redactor
 from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
+from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, Namespace, render
+from batchline.workflow.templating import NAMESPACES, Namespace
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
 
@@ -177,8 +179,9 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts, stopping: bool = False) -> Any:
-    """A stored item result ``[value, attempts]``, its failure, or ``ItemNotRun``.
+def _item_result(done: Attempts, redactor: Redactor | None = None, stopping: bool = False) -> Any:
+    """A stored item result ``[value, attempts]``, its failure (``ItemFailed``), or
+    ``ItemNotRun``; secret values redacted.
 
     An item that failed while the run was stopping (its retries cut short, or its command
     killed by a second signal) is left pending, never recorded as failed because of the
@@ -186,7 +189,13 @@ def _item_result(done: Attempts, stopping: bool = False) -> Any:
     """
     if done.error is not None and stopping:
         return ItemNotRun()
-    return item_outcome(done, _wrap)
+    outcome = item_outcome(done, _wrap)
+    if redactor:
+        if isinstance(outcome, ItemFailed):
+            outcome.message = redactor.text(outcome.message)
+        else:
+            outcome = redactor.data(outcome)
+    return outcome
 
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
@@ -276,9 +285,19 @@ class ChunkRunner:
 
     def _prepare(self, inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
         try:
-            inputs = render(dict(self.nested_inputs), inputs_context, step=self.step)
+            inputs = render_inputs(
+                self.nested_type,
+                self.nested_inputs,
+                inputs_context,
+                step=self.step,
+                max_size=self.settings.get("max_render_size"),
+            )
         except TemplateError as exc:
-            return ItemFailed(exc, 0)
+            failed = ItemFailed(exc, 0)
+            redactor = self.settings.get("redactor")
+            if redactor:
+                failed.message = redactor.text(failed.message)
+            return failed
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
         return TaskConfig(
@@ -305,7 +324,7 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=_signal_stop())
-        return _item_result(done, self._stopping())
+        return _item_result(done, self.settings.get("redactor"), self._stopping())
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -326,7 +345,7 @@ class ChunkRunner:
             done = await aretry_call(attempt, self.policy, stop=_signal_stop())
         except _NotStarted:
             return ItemNotRun()
-        return _item_result(done, self._stopping())
+        return _item_result(done, self.settings.get("redactor"), self._stopping())
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -440,7 +459,13 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         context=context,
         workspace=config.workspace,
         base_dir=config.base_dir,
-        settings={"max_concurrency": concurrency, "llm_model": config.settings.get("llm_model")},
+        settings={
+            "max_concurrency": concurrency,
+            "llm_model": config.settings.get("llm_model"),
+            "confine_paths": config.settings.get("confine_paths", False),
+            "max_render_size": config.settings.get("max_render_size"),
+            "redactor": config.settings.get("redactor"),
+        },
         policy=policy,
         mode=mode,
         inner=inner,

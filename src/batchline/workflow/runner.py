@@ -21,10 +21,12 @@ from batchline.engine import (
     retry_call,
 )
 from batchline.errors import RunInterrupted, StateError
+from batchline.redact import Redactor, register
 from batchline.state import RunInfo, SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
+from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, known_tasks
 from batchline.workflow.templating import Namespace, render
 from batchline.workflow.yamlfile import load_file
@@ -196,6 +198,11 @@ class WorkflowRunner:
         lease_ttl: seconds of heartbeat silence after which another host may take the run
             over (None: the store's default). The run's session heartbeats every third of
             it, so a step running longer keeps its lease.
+        confine_paths: keep file paths inside the base dir and workspace (default
+            ``settings.confine_paths``).
+
+    Raises:
+        WorkflowError: bad params, or a declared secret missing from the environment.
     """
 
     def __init__(
@@ -212,6 +219,7 @@ class WorkflowRunner:
         backend: str | None = None,
         ray_address: str | None = None,
         lease_ttl: float | None = None,
+        confine_paths: bool | None = None,
     ) -> None:
         self.spec = spec
         self.source = str(Path(source).resolve()) if source else ""
@@ -229,10 +237,28 @@ class WorkflowRunner:
         self.store: SQLiteStateStore | None = None
         self.lease_ttl = lease_ttl
         self._session: RunSession | None = None
+        self.confine_paths = (
+            spec.settings.confine_paths if confine_paths is None else bool(confine_paths)
+        )
+        missing = [n for n in spec.secrets if not os.environ.get(n) and not spec.env.get(n)]
+        if missing:
+            raise WorkflowError(
+                [
+                    f"missing secrets (environment variables declared under `secrets`): "
+                    f"{', '.join(missing)}; set them before running the workflow"
+                ]
+            )
+        secret_params = {  # a param named like a secret (api_key=...) is one too
+            name: value for name, value in self.params.items() if isinstance(value, str)
+        }
+        self.redactor = Redactor.from_env({**os.environ, **spec.env}, spec.secrets).merged(
+            Redactor.from_env(secret_params)
+        )
+        register(self.redactor)
 
     def _say(self, text: str) -> None:
         if self.out is not None:
-            print(text, file=self.out, flush=True)
+            print(self.redactor.text(text), file=self.out, flush=True)
 
     def run(self) -> WorkflowResult:
         """Run every step in order; return the result (never raises for step failures)."""
@@ -248,7 +274,7 @@ class WorkflowRunner:
             "kind": "workflow",
             "workflow": self.spec.name,
             "file": self.source,
-            "params": _jsonable(self.params),
+            "params": self.redactor.data(_jsonable(self.params)),
             "base_dir": str(self.base_dir),
             "workspace": str(self.workspace),
         }
@@ -268,6 +294,10 @@ class WorkflowRunner:
         result = WorkflowResult(self.run_id, "running")
         try:
             namespaces["env"] = self._environment(namespaces)
+            self.redactor = self.redactor.merged(
+                Redactor.from_env(namespaces["env"], self.spec.secrets)
+            )
+            register(self.redactor)
             for index, step in enumerate(self.spec.steps):
                 previous = records.get(step.name)
                 if previous is not None and previous.status in ("completed", "skipped"):
@@ -279,7 +309,7 @@ class WorkflowRunner:
                     )
                     continue
                 before = _llm_usage()
-                record = self._run_step(index, step, namespaces)
+                record = self._redacted(self._run_step(index, step, namespaces))
                 record.usage = _usage_delta(before, _llm_usage())
                 result.steps[step.name] = record
                 namespaces["steps"][step.name] = _namespace(record)
@@ -318,10 +348,23 @@ class WorkflowRunner:
 
     # -- steps ------------------------------------------------------------------------
 
+    def _redacted(self, record: StepRecord) -> StepRecord:
+        """The record with every secret value replaced by ``***`` (what is kept and shown)."""
+        if self.redactor:
+            record.result = self.redactor.data(record.result)
+            record.error = None if record.error is None else self.redactor.text(record.error)
+        return record
+
     def _environment(self, namespaces: dict[str, Any]) -> Namespace:
         env = Namespace(os.environ)
         for name, value in self.spec.env.items():
-            rendered = render(value, {**namespaces, "env": env}, step="env", input_key=name)
+            rendered = render(
+                value,
+                {**namespaces, "env": env},
+                step="env",
+                input_key=name,
+                max_size=self.spec.settings.max_render_size,
+            )
             env[name] = "" if rendered is None else str(rendered)
         return env
 
@@ -330,7 +373,13 @@ class WorkflowRunner:
         started = time.perf_counter()
         if step.when is not None:
             try:
-                condition = render(step.when, namespaces, step=step.name, input_key="when")
+                condition = render(
+                    step.when,
+                    namespaces,
+                    step=step.name,
+                    input_key="when",
+                    max_size=self.spec.settings.max_render_size,
+                )
             except TemplateError as exc:
                 self._say(f"{label}: template error: {exc}")
                 return StepRecord("failed", error=str(exc), error_type="TemplateError")
@@ -342,7 +391,13 @@ class WorkflowRunner:
         raw = dict(step.inputs)
         nested = raw.pop("task", None) if step.task == "batch" else None
         try:
-            inputs = render(raw, namespaces, step=step.name)
+            inputs = render_inputs(
+                step.task,
+                raw,
+                namespaces,
+                step=step.name,
+                max_size=self.spec.settings.max_render_size,
+            )
         except TemplateError as exc:
             self._say(f"{label}: template error: {exc}")
             return StepRecord(
@@ -368,6 +423,9 @@ class WorkflowRunner:
                 "progress": self.progress,
                 "on_progress": self._batch_progress(label) if step.task == "batch" else None,
                 "backend": self._resolve_backend() if step.task == "batch" else None,
+                "confine_paths": self.confine_paths,
+                "max_render_size": self.spec.settings.max_render_size,
+                "redactor": self.redactor,
             },
         )
         self._say(f"{label} ...")
