@@ -57,19 +57,43 @@ class _RefusedError(Exception):
 
 
 def _is_plain(value: Any) -> bool:
-    """True when plain JSON stores ``value`` exactly (no tag needed, nothing refused)."""
+    """True when plain JSON stores ``value`` exactly (no tag needed, nothing refused).
+
+    Scalars are checked inline (no call per value): this runs for every committed result.
+    """
     kind = type(value)
+    if kind is dict:
+        if TAG in value:
+            return False
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if kind is float:
+                if item - item != 0.0:  # NaN or infinity
+                    return False
+                continue
+            if not _is_plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                continue
+            if kind is float:
+                if item - item != 0.0:
+                    return False
+                continue
+            if not _is_plain(item):
+                return False
+        return True
     if kind in _EXACT:
         return True
     if kind is float:
-        return math.isfinite(value)
-    if kind is list:
-        return all(map(_is_plain, value))
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or key == TAG or not _is_plain(item):
-                return False
-        return True
+        return bool(value - value == 0.0)
     return False
 
 
