@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchline import Batch, MemoryStateStore, SQLiteStateStore, run_batches
 from batchline.state.codec import decode_results, encode_batch
@@ -205,3 +207,32 @@ def test_pipeline_scope_results_keep_their_types_across_a_resume(tmp_path: Path)
     for result in (first, second):
         assert result.context["ids"] == [(i, str(i)) for i in range(6)]
         assert result.context["scores"] == {i: dt.date(2026, 1, i + 1) for i in range(6)}
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+_keys = st.one_of(_scalars, st.tuples(st.integers(), st.text(max_size=3)))
+_values = st.recursive(
+    st.one_of(_scalars, st.binary(max_size=5), st.dates(), st.decimals(allow_nan=False)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=4), inner, max_size=4),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.lists(_values, min_size=1, max_size=6))
+@settings(max_examples=150, deadline=None)
+def test_any_supported_value_round_trips_with_its_types(results: list[Any]) -> None:
+    back = decode_results(encode_batch(1, list(range(len(results))), results))
+    assert len(back) == len(results)
+    for before, after in zip(results, back, strict=True):
+        assert _same(before, after), (before, after)
