@@ -38,7 +38,7 @@ from batchline.engine import (
     stop_requested,
     stream_batches,
 )
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, StopRun
 from batchline.redact import Redactor
 from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
@@ -179,16 +179,30 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts, redactor: Redactor | None = None, stopping: bool = False) -> Any:
+def _item_result(
+    done: Attempts,
+    redactor: Redactor | None = None,
+    client_retries: int = 0,
+    stopping: bool = False,
+) -> Any:
     """A stored item result ``[value, attempts]``, its failure (``ItemFailed``), or
-    ``ItemNotRun``; secret values redacted.
+    ``ItemNotRun``; secret values redacted. ``client_retries`` are the requests a task
+    repeated inside one attempt (an LLM client's 5xx and 429s), counted as attempts so they
+    show in the ``retried`` stat.
 
     An item that failed while the run was stopping (its retries cut short, or its command
     killed by a second signal) is left pending, never recorded as failed because of the
     signal: the resume runs it.
+
+    Raises:
+        StopRun: the task asked the run to stop (a budget): the item is not failed, its
+            chunk stays missing and a resume runs it.
     """
+    if isinstance(done.error, StopRun):
+        raise done.error
     if done.error is not None and stopping:
         return ItemNotRun()
+    done = Attempts(done.value, done.error, done.attempts + client_retries)
     outcome = item_outcome(done, _wrap)
     if redactor:
         if isinstance(outcome, ItemFailed):
@@ -209,6 +223,16 @@ class _NotStarted(BaseException):
 def _signal_stop() -> threading.Event:
     """Set by the first SIGINT/SIGTERM: cuts an item's retry wait short."""
     return stop_event()
+
+
+def _stop_names() -> set[str]:
+    """Class names of ``StopRun`` and its subclasses: outcomes failed by them were stops."""
+    names, todo = set(), [StopRun]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def _unwrap(stored: Any) -> tuple[Any, int]:
@@ -300,6 +324,7 @@ class ChunkRunner:
             return failed
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        settings = {**self.settings, "client_retries": [0]}  # the task adds its own retries
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -308,7 +333,7 @@ class ChunkRunner:
             base_dir=self.base_dir,
             context=inputs_context,
             raw_inputs=self.nested_inputs,
-            settings=self.settings,
+            settings=settings,
         )
 
     def _stopping(self) -> bool:
@@ -324,7 +349,12 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=_signal_stop())
-        return _item_result(done, self.settings.get("redactor"), self._stopping())
+        return _item_result(
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
+        )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -345,7 +375,12 @@ class ChunkRunner:
             done = await aretry_call(attempt, self.policy, stop=_signal_stop())
         except _NotStarted:
             return ItemNotRun()
-        return _item_result(done, self.settings.get("redactor"), self._stopping())
+        return _item_result(
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
+        )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -462,6 +497,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         settings={
             "max_concurrency": concurrency,
             "llm_model": config.settings.get("llm_model"),
+            "llm_prices": config.settings.get("llm_prices"),
             "confine_paths": config.settings.get("confine_paths", False),
             "max_render_size": config.settings.get("max_render_size"),
             "redactor": config.settings.get("redactor"),
@@ -507,15 +543,23 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
 
     on_item = config.settings.get("on_progress")
     stopped: BatchRunError | None = None
+    stop_names = _stop_names()
+    stop_reason: str | None = None
     try:
         for outcome in stream:
             failed_keys = {}
             for failure in outcome.failures:
+                if failure.error_type in stop_names:  # stopped, not failed: left missing
+                    stop_reason = stop_reason or failure.message
+                    continue
                 for key in failure.keys:
                     failed_keys[key] = failure
+            stopped_batch = any(f.error_type in stop_names for f in outcome.failures)
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
             ):
+                if stopped_batch and key not in failed_keys:
+                    continue
                 if key in failed_keys:
                     failure = failed_keys[key]
                     failed[str(key)] = {
@@ -539,6 +583,12 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stop.set()
         run_chunk.close()
     if stopped is not None:
+        if stop_reason is not None:  # a budget (or another StopRun): resumable, nothing failed
+            stats = step_stats()
+            raise StopRun(
+                f"step `{config.name}` stopped after {stats['processed']} of {stats['total']} "
+                f"items ({stats['failed']} failed): {stop_reason}"
+            ) from stopped
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]

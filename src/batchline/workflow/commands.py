@@ -16,6 +16,7 @@ import click
 
 from batchline.engine import child_run_id, is_child_of, split_run_id
 from batchline.errors import BatchlineError, StateError
+from batchline.observe.meters import format_usd
 from batchline.redact import MASK, Redactor, active
 from batchline.state import SQLiteStateStore
 from batchline.workflow.checks import static_problems, unsafe_uses
@@ -78,7 +79,7 @@ def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
                 f"LLM: {int(usage.get('calls', 0))} calls ({int(usage.get('cached_calls', 0))} "
                 f"from cache), {int(usage.get('prompt_tokens', 0)):,} prompt + "
                 f"{int(usage.get('completion_tokens', 0)):,} completion tokens, "
-                f"${usage.get('cost_usd', 0):.4f}",
+                f"{format_usd(float(usage.get('cost_usd', 0)))}",
                 file=stream,
             )
     sys.exit(result.exit_code)

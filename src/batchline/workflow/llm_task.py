@@ -7,39 +7,56 @@ from pathlib import Path
 from typing import Any
 
 from batchline.llm import ChatModel, Usage
+from batchline.llm.prices import parse_prices
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
+_STEPS: dict[tuple[Any, ...], ChatModel] = {}
 _LOCK = threading.Lock()
 
 
 def model_for(config: TaskConfig) -> ChatModel:
-    """One shared ``ChatModel`` per (model, endpoint, workspace): limits and cache are shared."""
+    """The model of one step: its own ``rpm``, ``tpm``, ``max_cost_usd`` and usage, sharing
+    connections, cache and the endpoint's rate governor with every step of the workspace."""
     inputs = config.inputs
     name = str(inputs.get("model") or config.settings.get("llm_model") or "gpt-4o-mini")
     base_url = inputs.get("base_url")
-    key = (name, base_url, str(config.workspace), inputs.get("max_concurrency"))
-    with _LOCK:  # chunk threads ask at the same time: make exactly one model per key
-        return _MODELS.get(key) or _MODELS.setdefault(key, _new_model(config, name, base_url))
-
-
-def _new_model(config: TaskConfig, name: str, base_url: Any) -> ChatModel:
-    inputs = config.inputs
-    return ChatModel(
-        name,
-        base_url=base_url,
-        cache_dir=Path(config.workspace),
-        max_concurrency=int(inputs.get("max_concurrency") or 64),
-        rpm=inputs.get("rpm"),
-        tpm=inputs.get("tpm"),
-        max_cost_usd=inputs.get("max_cost_usd"),
+    prices = {
+        **parse_prices(config.settings.get("llm_prices"), "settings.prices"),
+        **parse_prices(inputs.get("prices"), f"steps.{config.name}.prices"),
+    }
+    shared_key = (name, base_url, str(config.workspace))
+    limits = (
+        inputs.get("max_concurrency"),
+        inputs.get("rpm"),
+        inputs.get("tpm"),
+        inputs.get("max_cost_usd"),
+        tuple(sorted(prices.items())),
     )
+    step_key = (*shared_key, config.settings.get("run_id"), config.name, limits)
+    with _LOCK:  # chunk threads ask at the same time: make exactly one model per key
+        step = _STEPS.get(step_key)
+        if step is None:
+            shared = _MODELS.get(shared_key)
+            if shared is None:
+                shared = _MODELS[shared_key] = ChatModel(
+                    name, base_url=base_url, cache_dir=Path(config.workspace), prices=prices
+                )
+            step = _STEPS[step_key] = shared.with_limits(
+                max_concurrency=int(inputs.get("max_concurrency") or 64),
+                rpm=inputs.get("rpm"),
+                tpm=inputs.get("tpm"),
+                max_cost_usd=inputs.get("max_cost_usd"),
+                prices=prices,
+            )
+        return step
 
 
 @register_task("llm")
 async def llm_task(config: TaskConfig) -> Any:
     """Ask a model: ``prompt`` (a template), ``system``, ``model``, ``output_schema`` (a JSON
-    schema), ``temperature``, ``max_tokens``, ``cache`` (default true).
+    schema), ``temperature``, ``max_tokens``, ``cache`` (default true), ``prices``,
+    ``allow_truncated`` (default false: an answer cut at ``max_tokens`` fails the item).
 
     Result: the text, or the parsed object with ``output_schema``.
     """
@@ -54,15 +71,19 @@ async def llm_task(config: TaskConfig) -> Any:
         system=inputs.get("system"),
         output=inputs.get("output_schema"),
         cache=bool(inputs.get("cache", True)),
+        allow_truncated=bool(inputs.get("allow_truncated", False)),
         **options,
     )
+    tally = config.settings.get("client_retries")
+    if isinstance(tally, list) and tally:
+        tally[0] += completion.retries  # the batch task counts them in its `retried` stat
     return completion.parsed if completion.parsed is not None else completion.text
 
 
 def usage_snapshot() -> dict[str, float | int]:
     """Usage summed over the models the ``llm`` task made in this process."""
     total = Usage()
-    for model in list(_MODELS.values()):
+    for model in list(_STEPS.values()):
         total.add(model.usage)
     return total.as_dict()
 

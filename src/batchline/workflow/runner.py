@@ -20,7 +20,8 @@ from batchline.engine import (
     resolve_awaitable,
     retry_call,
 )
-from batchline.errors import RunInterrupted, StateError
+from batchline.errors import RunInterrupted, StateError, StopRun
+from batchline.observe.meters import cost_line, total_cost
 from batchline.redact import Redactor, register
 from batchline.state import RunInfo, SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
@@ -32,6 +33,7 @@ from batchline.workflow.templating import Namespace, render
 from batchline.workflow.yamlfile import load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STOPPED = 3  # stopped on purpose (a budget reached), nothing failed: resumable
 STATE_FILE = "state.db"
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}
@@ -309,7 +311,14 @@ class WorkflowRunner:
                     )
                     continue
                 before = _llm_usage()
-                record = self._redacted(self._run_step(index, step, namespaces))
+                try:
+                    record = self._redacted(self._run_step(index, step, namespaces))
+                except _Stopped as stop:
+                    result.steps[step.name] = StepRecord(
+                        "stopped", error=str(stop), error_type="StopRun"
+                    )
+                    result.steps[step.name].usage = _usage_delta(before, _llm_usage())
+                    raise
                 record.usage = _usage_delta(before, _llm_usage())
                 result.steps[step.name] = record
                 namespaces["steps"][step.name] = _namespace(record)
@@ -327,6 +336,14 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
+        except _Stopped as stop:
+            result.status = "stopped"
+            result.exit_code = EXIT_STOPPED
+            result.message = (
+                f"{stop}. Nothing failed and the state is saved in "
+                f"{self.workspace / STATE_FILE}. Resume with: "
+                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            )
         except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
@@ -339,9 +356,11 @@ class WorkflowRunner:
                 signal_number=getattr(exc, "signal_number", None),
             )
         finally:
-            status = {"completed": "completed", "interrupted": "interrupted"}.get(
-                result.status, "failed"
-            )
+            status = {
+                "completed": "completed",
+                "interrupted": "interrupted",
+                "stopped": "stopped",
+            }.get(result.status, "failed")
             self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
         return result
@@ -418,6 +437,7 @@ class WorkflowRunner:
             raw_inputs=step.inputs,
             settings={
                 "max_concurrency": self.spec.settings.max_concurrency,
+                "llm_prices": self.spec.settings.prices or None,
                 "store": self.store,
                 "run_id": self.run_id,
                 "progress": self.progress,
@@ -439,6 +459,9 @@ class WorkflowRunner:
 
         done = retry_call(call, _step_policy(step), on_retry=retrying)
         attempt = done.attempts
+        if isinstance(done.error, StopRun):  # a budget: stop the run, resumable
+            self._say(f"{label}: stopped: {done.error}")
+            raise _Stopped(str(done.error)) from done.error
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
             return StepRecord(
@@ -475,13 +498,25 @@ class WorkflowRunner:
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
+        started = time.monotonic()
+        cost_before = total_cost() or 0.0
 
         def report(stats: dict[str, int]) -> None:
             now = time.monotonic()
             done = stats["processed"] + stats["failed"]
             if now - last[0] >= 1.0 or done == stats["total"]:
                 last[0] = now
-                self._say(f"{label}: {done}/{stats['total']} items, {stats['failed']} failed")
+                line = f"{label}: {done}/{stats['total']} items, {stats['failed']} failed"
+                cost_now = total_cost()
+                if cost_now is not None and cost_now > cost_before:
+                    ran = done - stats.get("resumed", 0)  # cost and time are this run's
+                    line += ", " + cost_line(
+                        cost_now - cost_before,
+                        ran,
+                        stats["total"] - stats.get("resumed", 0),
+                        now - started,
+                    )
+                self._say(line)
 
         return report
 
@@ -512,6 +547,10 @@ class WorkflowRunner:
         return records
 
 
+class _Stopped(Exception):  # noqa: N818 - a signal inside the runner, like StopIteration
+    """A step asked the run to stop (``StopRun``, e.g. a budget reached)."""
+
+
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
     module = sys.modules.get("batchline.workflow.llm_task")
@@ -527,7 +566,7 @@ def _usage_delta(
     delta = {name: after[name] - before.get(name, 0) for name in after}
     if not delta.get("calls"):
         return None
-    delta["cost_usd"] = round(float(delta["cost_usd"]), 6)
+    delta["cost_usd"] = float(f"{float(delta['cost_usd']):.6g}")  # 6 significant digits
     return delta
 
 
@@ -601,6 +640,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "StepRecord",
     "WorkflowResult",
     "WorkflowRunner",

@@ -78,6 +78,8 @@ class SettingsSpec(_Strict):
     backend: Literal["local", "ray"] = "local"
     confine_paths: bool = False
     max_render_size: int = Field(DEFAULT_MAX_RENDER_SIZE, ge=1)
+    # LLM prices in USD per 1M tokens, {model: [input, cached_input, output]}, over genai-prices
+    prices: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkflowSpec(_Strict):
