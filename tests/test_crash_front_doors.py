@@ -129,7 +129,7 @@ def test_pipeline_scope_survives_20_kills(tmp_path: Path) -> None:
         return subprocess.Popen(
             [
                 sys.executable,
-                str(CASES / "pipeline_crash_worker.py"),
+                str(CASES / "scope_crash_worker.py"),
                 str(db),
                 str(log),
                 str(items),
