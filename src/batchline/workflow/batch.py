@@ -16,22 +16,26 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.backends.threads import DaemonThreadPool
 from batchline.engine import (
     Attempts,
     Batch,
     ItemFailed,
+    ItemNotRun,
     ItemResults,
     RetryPolicy,
+    abandon_requested,
     aretry_call,
     child_run_id,
     item_outcome,
     retry_call,
     run_coroutine,
     split_run_id,
+    stop_event,
+    stop_requested,
     stream_batches,
 )
 from batchline.errors import BatchRunError, StopRun
@@ -175,10 +179,20 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts, redactor: Redactor | None = None, client_retries: int = 0) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``); secret
-    values redacted. ``client_retries`` are the requests a task repeated inside one attempt
-    (an LLM client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
+def _item_result(
+    done: Attempts,
+    redactor: Redactor | None = None,
+    client_retries: int = 0,
+    stopping: bool = False,
+) -> Any:
+    """A stored item result ``[value, attempts]``, its failure (``ItemFailed``), or
+    ``ItemNotRun``; secret values redacted. ``client_retries`` are the requests a task
+    repeated inside one attempt (an LLM client's 5xx and 429s), counted as attempts so they
+    show in the ``retried`` stat.
+
+    An item that failed while the run was stopping (its retries cut short, or its command
+    killed by a second signal) is left pending, never recorded as failed because of the
+    signal: the resume runs it.
 
     Raises:
         StopRun: the task asked the run to stop (a budget): the item is not failed, its
@@ -186,6 +200,8 @@ def _item_result(done: Attempts, redactor: Redactor | None = None, client_retrie
     """
     if isinstance(done.error, StopRun):
         raise done.error
+    if done.error is not None and stopping:
+        return ItemNotRun()
     done = Attempts(done.value, done.error, done.attempts + client_retries)
     outcome = item_outcome(done, _wrap)
     if redactor:
@@ -198,6 +214,15 @@ def _item_result(done: Attempts, redactor: Redactor | None = None, client_retrie
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
     return [value, attempts]
+
+
+class _NotStarted(BaseException):
+    """An async item whose turn came after the run was asked to stop."""
+
+
+def _signal_stop() -> threading.Event:
+    """Set by the first SIGINT/SIGTERM: cuts an item's retry wait short."""
+    return stop_event()
 
 
 def _stop_names() -> set[str]:
@@ -264,18 +289,18 @@ class ChunkRunner:
         return event
 
     def close(self) -> None:
-        """Shut the item pool down."""
+        """Shut the item pool down (without waiting for abandoned items)."""
         pool = self._local.pop("pool", None)
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not abandon_requested(), cancel_futures=True)
 
-    def _pool(self) -> ThreadPoolExecutor | None:
+    def _pool(self) -> DaemonThreadPool | None:
         if self.inner <= 1:
             return None
         with _POOL_LOCK:
-            pool: ThreadPoolExecutor | None = self._local.get("pool")
+            pool: DaemonThreadPool | None = self._local.get("pool")
             if pool is None:
-                pool = ThreadPoolExecutor(
+                pool = DaemonThreadPool(
                     int(self.settings.get("max_concurrency") or self.inner),
                     thread_name_prefix=f"batchline-{self.step}",
                 )
@@ -311,19 +336,30 @@ class ChunkRunner:
             settings=settings,
         )
 
+    def _stopping(self) -> bool:
+        """The run was asked to stop: start no new item (it stays pending for the resume)."""
+        return stop_requested() or self.stop_event().is_set()
+
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
-        """One item (or chunk), with its retries."""
+        """One item (or chunk), with its retries; ``ItemNotRun`` once the run is stopping."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
         handler = get_task(self.nested_type)
-        done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
+        done = retry_call(lambda: handler(task_config), self.policy, stop=_signal_stop())
         return _item_result(
-            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
         )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
@@ -331,11 +367,19 @@ class ChunkRunner:
 
         async def attempt() -> Any:
             async with gate:
+                if self._stopping():
+                    raise _NotStarted
                 return await handler(task_config)
 
-        done = await aretry_call(attempt, self.policy, stop=self.stop_event())
+        try:
+            done = await aretry_call(attempt, self.policy, stop=_signal_stop())
+        except _NotStarted:
+            return ItemNotRun()
         return _item_result(
-            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
         )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
@@ -382,8 +426,8 @@ class ChunkRunner:
                 if is_async
                 else self.run_one(ctx)
             )
-            if isinstance(result, ItemFailed):
-                return [result] * len(values)  # the chunk failed: all of its items did
+            if isinstance(result, ItemFailed | ItemNotRun):
+                return [result] * len(values)  # the chunk failed (or never ran): all its items
             return [result, *([None] * (len(values) - 1))]
         pool = self._pool()
         if pool is None:
