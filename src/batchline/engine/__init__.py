@@ -26,6 +26,7 @@ from batchline.engine.session import (
     split_run_id,
     status_for,
 )
+from batchline.engine.signals import on_stop_signal
 from batchline.engine.stream import AsyncBatchStream, BatchStream
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "merge_into",
     "merge_outputs",
     "new_run_id",
+    "on_stop_signal",
     "resolve_awaitable",
     "resume_id",
     "retry_call",

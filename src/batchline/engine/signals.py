@@ -18,6 +18,28 @@ from typing import Any
 log = logging.getLogger("batchline")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_LISTENERS: list[Callable[[int], None]] = []
+
+
+def on_stop_signal(listener: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``listener(signal_number)`` when a run is first asked to stop by a signal
+    (for work that waits outside the batches, such as provider batch jobs, to stop
+    waiting); returns the function that removes it."""
+    _LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _LISTENERS:
+            _LISTENERS.remove(listener)
+
+    return remove
+
+
+def _tell_listeners(signum: int) -> None:
+    for listener in list(_LISTENERS):
+        try:
+            listener(signum)
+        except Exception:  # a listener never breaks the stop
+            log.exception("a stop-signal listener failed")
 
 
 class StopFlag:
@@ -73,6 +95,7 @@ class SignalGuard:
                 "(send it again to abandon them)",
                 name,
             )
+            _tell_listeners(signum)
             return
         log.warning("%s received again: abandoning the batches in flight", name)
         if self._flag.abandon is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from batchline.llm.errors import (
     BudgetExceededError,
     LLMRequestError,
     LLMTransientError,
-    MissingAPIKeyError,
     RateLimitedError,
     StructuredOutputError,
 )
@@ -241,9 +239,20 @@ class ChatModel:
             the engine stops the run, keeps its state, and a resume goes on).
         max_repairs: re-asks after an invalid structured answer.
         adaptive: lower concurrency on 429s (AIMD).
+        provider: ``"openai"`` (default; any server speaking OpenAI's API) or
+            ``"anthropic"`` (the native Messages API; ``ANTHROPIC_BASE_URL`` /
+            ``ANTHROPIC_API_KEY``).
+        mode: ``"online"`` (one HTTP call per request) or ``"batch"`` (the provider's batch
+            API: half the price, answers within hours; see ``batchline.llm.batch``).
+        poll_interval: seconds between polls of a batch job.
+        batch_prices: USD per 1M tokens for batch jobs (default: half the online prices).
+        batch_journal: where batch job ids are kept (default: ``llm-batches.db`` in
+            ``cache_dir``; front doors pass the run's own state).
+        cancel_jobs: on Ctrl-C, cancel the batch jobs instead of leaving them running
+            (default: the ``BATCHLINE_CANCEL_JOBS`` variable, set by ``--cancel-jobs``).
 
     Raises:
-        MissingAPIKeyError: no key for OpenAI's endpoint (at construction, before any batch).
+        MissingAPIKeyError: no key for the provider's own endpoint (at construction).
     """
 
     def __init__(
@@ -264,19 +273,21 @@ class ChatModel:
         max_cost_usd: float | None = None,
         max_repairs: int = 2,
         adaptive: bool = True,
+        provider: str = "openai",
+        mode: str = "online",
+        poll_interval: float = 30.0,
+        batch_prices: Mapping[str, tuple[float, float, float]] | None = None,
+        batch_journal: Any = None,
+        cancel_jobs: bool | None = None,
     ) -> None:
+        from batchline.llm.batch import setup  # noqa: PLC0415 - providers and batch mode
+
         if transport not in TRANSPORTS:
             raise ValueError(f"`transport` is {transport!r}; expected one of {TRANSPORTS}")
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not key and self.base_url == OPENAI_URL:
-            raise MissingAPIKeyError(
-                "no API key for api.openai.com: set OPENAI_API_KEY (or pass api_key=), or point "
-                "OPENAI_BASE_URL / base_url= at a compatible server (vLLM, Ollama, "
-                "`python -m batchline.testing.server`)."
-            )
-        self.api_key = key or "not-needed"
+        self.provider = setup.check_choice("provider", provider, setup.PROVIDERS)
+        self.mode = setup.check_choice("mode", mode, setup.MODES)
+        self.base_url, self.api_key = setup.endpoint(provider, base_url, api_key)
         self.timeout = timeout
         self.retry = retry or RetryPolicy(
             max_attempts=6, backoff=0.5, max_backoff=30.0, retry_on=(LLMTransientError,)
@@ -303,9 +314,27 @@ class ChatModel:
             self._transport = _OpenAISDK(
                 self.base_url, self.api_key, timeout, transport == "openai-aiohttp"
             )
+        if provider == "anthropic":
+            self._transport = setup.AnthropicTransport(
+                _Aiohttp(timeout), self.base_url, self.api_key
+            )
+        self.batch = None
+        if mode == "batch":
+            self.batch = setup.batch_collector(
+                self,
+                usage_of=lambda response: _usage(response, self),
+                journal=batch_journal,
+                poll_interval=poll_interval,
+                batch_prices=batch_prices,
+                cancel_jobs=cancel_jobs,
+                cache_dir=cache_dir,
+                max_attempts=self.retry.max_attempts,
+            )
 
     def __repr__(self) -> str:
-        return f"ChatModel({self.model!r}, base_url={self.base_url!r})"
+        extra = "" if self.provider == "openai" else f", provider={self.provider!r}"
+        extra += "" if self.mode == "online" else f", mode={self.mode!r}"
+        return f"ChatModel({self.model!r}, base_url={self.base_url!r}{extra})"
 
     # -- calls ------------------------------------------------------------------------
 
@@ -426,6 +455,13 @@ class ChatModel:
 
     async def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
         """One request, retried by the engine's retry driver; a 429 also lowers concurrency."""
+        if self.batch is not None:  # batch mode: a provider job answers it
+            from batchline.llm.batch.setup import current_request_name  # noqa: PLC0415
+
+            answer: tuple[dict[str, Any], Usage] = await self.batch.request(
+                body, current_request_name()
+            )
+            return answer
         estimate = _estimate(body)
 
         async def attempt() -> tuple[dict[str, Any], Usage]:
