@@ -318,6 +318,7 @@ class ChatModel:
             self._transport = setup.AnthropicTransport(
                 _Aiohttp(timeout), self.base_url, self.api_key
             )
+        self.cache_dir = Path(cache_dir)
         self.batch = None
         if mode == "batch":
             self.batch = setup.batch_collector(
@@ -397,6 +398,18 @@ class ChatModel:
                 ],
             }
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def batched(self, **options: Any) -> ChatModel:
+        """This model in ``mode="batch"`` (itself if it already is): the same endpoint,
+        cache, limits, budget and usage totals, its requests sent as provider batch jobs.
+        ``options``: ``poll_interval``, ``batch_prices``, ``batch_journal``, ``cancel_jobs``.
+        """
+        from batchline.llm.batch.setup import batch_twin  # noqa: PLC0415
+
+        if self.batch is not None and not options:
+            return self
+        twin: ChatModel = batch_twin(self, lambda response: _usage(response, twin), options)
+        return twin
 
     def complete(self, prompt: str | None = None, **options: Any) -> Completion:
         """``acomplete`` from synchronous code."""

@@ -49,7 +49,7 @@ from batchline.llm.prices import Usage
 
 __all__ = ["BatchCollector", "BatchWaitInterrupted", "JobView"]
 
-log = logging.getLogger("batchline")
+log = logging.getLogger("batchline.llm.batch")
 
 Answer = tuple[dict[str, Any], Usage]
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")

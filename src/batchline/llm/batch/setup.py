@@ -8,6 +8,7 @@ base URL and key of a provider, ``batch_collector`` builds the collector of a mo
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "PROVIDERS",
     "AnthropicTransport",
     "batch_collector",
+    "batch_twin",
     "check_choice",
     "endpoint",
     "request_name",
@@ -156,3 +158,27 @@ def batch_collector(
         cancel_on_interrupt=cancel_jobs,
         label=f"{model.provider} model {model.model!r}",
     )
+
+
+def batch_twin(
+    model: Any, usage_of: Callable[[dict[str, Any]], Usage], options: Mapping[str, Any]
+) -> Any:
+    """A shallow copy of ``model`` in batch mode (shares its cache, limits and usage)."""
+    twin = copy.copy(model)
+    twin.mode = "batch"
+    known = {"poll_interval", "batch_prices", "batch_journal", "cancel_jobs", "cache_dir"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown batch option(s) {unknown}; expected some of {sorted(known)}")
+    previous = getattr(model.batch, "poll_interval", 30.0)
+    twin.batch = batch_collector(
+        twin,
+        usage_of=usage_of,
+        journal=options.get("batch_journal"),
+        poll_interval=float(options.get("poll_interval", previous)),
+        batch_prices=options.get("batch_prices"),
+        cancel_jobs=options.get("cancel_jobs"),
+        cache_dir=str(options.get("cache_dir") or getattr(model, "cache_dir", ".batchline")),
+        max_attempts=model.retry.max_attempts,
+    )
+    return twin
