@@ -131,9 +131,7 @@ def test_cached_answers_are_never_resubmitted(make_server: Any, tmp_path: Path) 
     assert server.batches.counts()["submitted"] == {"a": 1, "b": 1, "c": 1}
 
 
-def test_the_budget_is_reserved_before_a_job_is_submitted(
-    make_server: Any, tmp_path: Path
-) -> None:
+def test_the_budget_is_reserved_before_a_job_is_submitted(make_server: Any, tmp_path: Path) -> None:
     server = make_server(batch={"completion_time": 0.0})
     model = _model(server, "openai", tmp_path, max_cost_usd=0.0001)
     with pytest.raises(BudgetExceededError, match="does not fit in the budget"):
@@ -226,7 +224,8 @@ def test_sigkill_while_jobs_run_then_resume_submits_nothing_twice(
     resumed = _run(tmp_path, "--resume", "--format", "json")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    assert "found in" in err and "not submitted again" in err
+    assert "found in" in err
+    assert "not submitted again" in err
     result = json.loads(out)
     step = result["steps"]["tag"]
     assert step["result"]["stats"]["processed"] == 1000
@@ -258,7 +257,8 @@ def test_ctrl_c_stops_waiting_without_cancelling_and_a_resume_collects(
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
     assert "stopped waiting for 1 provider batch job(s)" in err
-    assert "NOT cancelled" in err and "--cancel-jobs" in err
+    assert "NOT cancelled" in err
+    assert "--cancel-jobs" in err
     assert "Resume with: batchline resume tags-" in err
     job = next(iter(server.batches.jobs.values()))
     assert not job.cancelled
