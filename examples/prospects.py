@@ -1,12 +1,15 @@
-"""A prospecting pipeline: discover companies, enrich them in batches, score, report.
+"""A prospecting pipeline: discover companies, enrich and score them in batches, report.
 
     python examples/prospects.py "fintech in Berlin" [--state prospects.db]
 
 Discover reads examples/data/companies.csv and keeps the companies matching the query
-(an industry and/or a city). Enrich and Score form a batching scope over `companies`
-(50 at a time, 4 batches in flight): every batch flows through both agents before it
-is committed. Report writes a ranked summary. With --state, a re-run resumes: batches
-already committed are loaded, not re-run.
+(an industry and/or a city). Enrich starts a batching scope over `companies` (50 at a
+time, 4 batches in flight, items keyed by their `id`); inside it, Score and Classify run
+as a parallel pair on each batch, and Shortlist ends the scope. A hook on Enrich logs
+every committed batch. Summarize runs after the scope, so its tier counts cover every
+batch; Report writes a ranked summary. With --state the run is durable: run the same
+command again (or after Ctrl-C) and it resumes, loading committed batches instead of
+re-running them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import csv
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +57,7 @@ class Discover(Agent):
         return {"companies": found}
 
 
-@triggers_batching(chunk_size=50, over="companies")
+@triggers_batching(chunk_size=50, over="companies", key="id")
 class Enrich(Agent):
     """Add derived facts to each company (stands in for an API or LLM call)."""
 
@@ -77,12 +81,11 @@ class Enrich(Agent):
         return {"companies": enriched}
 
 
-@ends_batching
 class Score(Agent):
-    """Score each enriched company; scores are merged across batches by name."""
+    """Score each enriched company (one half of a parallel pair inside the scope)."""
 
     requires = ("companies",)
-    provides = ("scores", "batches")
+    provides = ("scores",)
 
     def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
         scores = {
@@ -92,13 +95,59 @@ class Score(Agent):
             )
             for c in context["companies"]
         }
-        return {"scores": scores, "batches": [context[BATCH_KEY]["number"]]}
+        return {"scores": scores}
+
+
+class Classify(Agent):
+    """Put each company in a size tier (the other half of the pair, run at the same time)."""
+
+    requires = ("companies",)
+    provides = ("tiers",)
+
+    def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        tiers = {
+            c["id"]: "large"
+            if c["employees"] >= 500
+            else "mid"
+            if c["employees"] >= 50
+            else "small"
+            for c in context["companies"]
+        }
+        return {"tiers": tiers}
+
+
+@ends_batching
+class Shortlist(Agent):
+    """The last agent run per batch: the batch's companies worth a call."""
+
+    requires = ("companies", "scores")
+    provides = ("shortlist", "batches")
+
+    def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        keep = [c["id"] for c in context["companies"] if context["scores"][c["id"]] >= 60]
+        return {"shortlist": keep, "batches": [context[BATCH_KEY]["number"]]}
+
+
+@Enrich.on_batch_complete
+def log_batch(progress: BatchProgressContext, results: Mapping[str, Any]) -> None:
+    """A hook: it reads the batch's results (read-only) after the batch is committed."""
+    print(f"  {progress}: {len(results['shortlist'])} shortlisted", file=sys.stderr)
+
+
+class Summarize(Agent):
+    """Totals over every batch: computed after the scope, from the merged fields."""
+
+    requires = ("tiers", "shortlist")
+    provides = ("tier_counts",)
+
+    def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        return {"tier_counts": dict(Counter(context["tiers"].values()))}
 
 
 class Report(Agent):
     """The top prospects as text."""
 
-    requires = ("companies", "scores")
+    requires = ("companies", "scores", "tier_counts")
     provides = ("report",)
 
     def run(self, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +158,8 @@ class Report(Agent):
             f"{c['employees']} employees)"
             for c in ranked[:5]
         ]
+        counts = ", ".join(f"{n} {tier}" for tier, n in sorted(context["tier_counts"].items()))
+        lines.append(f"{len(context['shortlist'])} shortlisted; tiers: {counts}")
         return {"report": "\n".join(lines)}
 
 
@@ -128,7 +179,7 @@ def main() -> None:
     args = parser.parse_args()
     store = SQLiteStateStore(args.state) if args.state else None
     pipeline = Pipeline(
-        Discover >> Enrich >> Score >> Report,
+        Discover >> Enrich >> (Score | Classify) >> Shortlist >> Summarize >> Report,
         max_concurrency=4,
         progress=show_progress,
         store=store,

@@ -41,8 +41,11 @@ def test_prospects_pipeline_runs_and_resumes(tmp_path: Path) -> None:
     assert "103 prospects for 'fintech in Berlin'" in first.stdout
     assert "3 batches, 103 companies enriched, 0 resumed, 0 failed batches" in first.stdout
     assert "batch 3/3" in first.stderr
+    assert "scope `Enrich` batch 3/3: 3 items" in first.stderr  # the on_batch_complete hook
+    assert "7 shortlisted; tiers: 6 large, 38 mid, 59 small" in first.stdout  # after the scope
     again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     assert "103 resumed" in again.stdout
+    assert "shortlisted" not in again.stderr  # resumed batches are loaded, not run again
     assert first.stdout.splitlines()[:6] == again.stdout.splitlines()[:6]
 
 

@@ -12,6 +12,7 @@ import click
 
 from batchline.engine import is_child_of
 from batchline.errors import BatchlineError
+from batchline.redact import Redactor, active
 from batchline.state import ItemStatus, RunInfo, SQLiteStateStore
 
 DEFAULT_STATE = ".batchline/state.db"
@@ -70,6 +71,10 @@ def _info_dict(info: RunInfo) -> dict[str, Any]:
         "active_host": info.active_host,
         "meta": dict(info.meta),
     }
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,17 +144,19 @@ def show_command(
         for sub_run in store.list_runs():
             if is_child_of(sub_run.run_id, run_id):
                 records += store.iter_items(sub_run.run_id, "failed")
+    redactor = Redactor.from_env(os.environ).merged(active())  # secrets are never printed
+    hide = redactor.text
     if as_json:
         data = _info_dict(info)
         if only_failed or with_items:
             data["items"] = [record._asdict() for record in records]
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(redactor.data(_plain(data)), indent=2, default=str))
         return
     shown = _info_dict(info)
     sessions = shown["meta"].pop("sessions", [])
     for name, value in shown.items():
         if value not in (None, {}):
-            click.echo(f"{name:>12}: {value}")
+            click.echo(hide(f"{name:>12}: {value}"))
     for number, session in enumerate(sessions if isinstance(sessions, list) else [], 1):
         ended = session.get("ended")
         if ended:
@@ -164,11 +171,13 @@ def show_command(
     for record in records:
         if record.status == "failed":
             click.echo(
-                f"  {record.key!r:>20}  batch {record.batch_number}  failed after "
-                f"{record.attempts} attempt(s): {record.error_type}: {record.message}"
+                hide(
+                    f"  {record.key!r:>20}  batch {record.batch_number}  failed after "
+                    f"{record.attempts} attempt(s): {record.error_type}: {record.message}"
+                )
             )
         else:
-            click.echo(f"  {record.key!r:>20}  {json.dumps(record.result)[:100]}")
+            click.echo(hide(f"  {record.key!r:>20}  {json.dumps(record.result)[:100]}"))
     if info.failed and not only_failed:
         click.echo(
             f"\n{info.failed} item(s) failed: `batchline show {run_id} --failed` lists them; "

@@ -44,7 +44,10 @@ def test_bounds_hold_and_every_task_is_placed_once() -> None:
     for batch in batches:
         assert batch.entry_count <= 200
         assert set(batch.unique_entry_ids) == {e for t in batch.tasks for e in t.required_entry_ids}
-    assert [b.batch_id for b in batches][:2] == ["batch-0001", "batch-0002"]
+    assert [b.batch_id for b in batches][:2] == [
+        "batch_0001",
+        "batch_0002",
+    ]  # the original's format
 
 
 def test_quality_beats_next_fit_and_first_fit_decreasing() -> None:

@@ -45,7 +45,8 @@ def test_execute_batch_success_and_failure_release_the_context() -> None:
 
     failed = executor.execute_batch(batch, broken)
     assert not failed.success
-    assert failed.error == "ValueError: model said no"
+    assert isinstance(failed.error, ValueError)  # the exception object, as in the original
+    assert failed.error_message == "ValueError: model said no"
     assert not any(executor.impl_context.is_in_use(e) for e in batch.unique_entry_ids)
 
 

@@ -46,8 +46,10 @@ def test_entry_validation_compression_and_round_trip() -> None:
         ContextEntry("x", EntryType.FILE, "f", None, None)
     full = entry("a", "def f(): pass", "a function", references=["b"], priority=3, ttl=2)
     assert ContextEntry.from_dict(full.to_dict()) == full
-    small = full.compress()
-    assert small.is_compressed
+    small = full.copy()
+    small.compress()  # in place, as in the original
+    assert small.is_compressed()
+    assert not full.is_compressed()
     assert small.summary == "a function"
     with pytest.raises(ContextCompressedError, match="compressed"):
         small.get_content()
@@ -72,10 +74,11 @@ def test_store_add_get_remove_and_types() -> None:
     assert [e.id for e in store.get_all()] == ["a", "b"]
     assert [e.id for e in store.get_by_type(EntryType.COMMAND)] == ["b"]
     assert [e.id for e in store.get_by_type("file")] == ["a"]
-    store.remove("a")
+    assert store.remove("a") is True
     assert not store.contains("a")
+    assert store.get("a") is None  # the original's contract; require() is the strict variant
     with pytest.raises(MissingEntryError) as caught:
-        store.get("a")
+        store.require("a")
     assert isinstance(caught.value, KeyError)
 
 
@@ -109,9 +112,11 @@ def test_ttl_counts_turns_and_expires_from_search() -> None:
     store.add(entry("short", "ephemeral note", ttl=1))
     store.add(entry("two", "ephemeral twice", ttl=2))
     store.add(entry("forever", "ephemeral forever"))
-    assert store.process_turn() == ["short"]
+    assert store.process_turn() == {"decremented": 2, "removed": 1}  # "short" expired
+    assert store.get("short") is None
     assert store.get("two").ttl == 1
-    assert store.process_turn() == ["two"]
+    assert store.process_turn() == {"decremented": 1, "removed": 1}  # "two" expired
+    assert store.get("two") is None
     assert [h.entry_id for h in store.search("ephemeral")] == ["forever"]
 
 
@@ -130,7 +135,7 @@ def test_working_context_shows_summaries_by_priority() -> None:
     store.add(entry("low", "x" * 100, "low summary", priority=0))
     store.add(entry("high", "y" * 100, "high summary", priority=5))
     view = WorkingLLMContext(store).build()
-    assert [e[0] for e in view.entries] == ["high", "low"]
+    assert [e.id for e in view.entries] == ["high", "low"]
     assert view.summary_tokens == default_counter()("high summary") + default_counter()(
         "low summary"
     )
@@ -142,26 +147,26 @@ def test_implementation_context_bounds_order_and_release() -> None:
     for name in "dcba":
         store.add(entry(name, f"content of {name}"))
     impl = ImplementationLLMContext(store, max_entries=3)
-    with impl.request(["c", "a", "b", "a"]) as context:
+    with impl.request_strict(["c", "a", "b", "a"]) as context:
         assert [e.id for e in context.entries] == ["a", "b", "c"]
         assert context.entry_count == 3
         assert context.total_tokens == sum(store.tokens(i) for i in "abc")
         assert impl.is_in_use("a")
     assert not impl.is_in_use("a")
-    with pytest.raises(EntryBoundsError) as bounds, impl.request(["a", "b", "c", "d"]):
+    with pytest.raises(EntryBoundsError) as bounds, impl.request_strict(["a", "b", "c", "d"]):
         pass
     assert (bounds.value.requested, bounds.value.max_allowed) == (4, 3)
-    with pytest.raises(MissingEntryError) as missing, impl.request(["a", "x", "y"]):
+    with pytest.raises(MissingEntryError) as missing, impl.request_strict(["a", "x", "y"]):
         pass
     assert missing.value.missing == ["x", "y"]
-    with pytest.raises(RuntimeError), impl.request(["a"]):
+    with pytest.raises(RuntimeError), impl.request_strict(["a"]):
         raise RuntimeError("handler failed")
     assert not impl.is_in_use("a")
     tight = ImplementationLLMContext(store, max_entries=10, max_tokens=3)
-    with pytest.raises(EntryBoundsError, match="tokens"), tight.request(["a", "b"]):
+    with pytest.raises(EntryBoundsError, match="tokens"), tight.request_strict(["a", "b"]):
         pass
     store.compress("d")
-    with pytest.raises(ContextCompressedError), impl.request(["d"]):
+    with pytest.raises(ContextCompressedError), impl.request_strict(["d"]):
         pass
     assert not impl.is_in_use("d")
 

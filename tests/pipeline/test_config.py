@@ -93,11 +93,15 @@ def test_hooks_register_as_decorators_and_are_kept_in_the_frozen_config() -> Non
         Enrich.on_batch_start(5)  # type: ignore[arg-type]
 
 
-def test_configuration_is_inherited_and_subclass_changes_stay_local() -> None:
+def test_configuration_is_not_inherited_and_subclass_changes_stay_local() -> None:
+    # Issue #13: as in RAAF, a subclass does not inherit its parent's batching declaration
+    # (this test asserted inheritance before; the rest of it is unchanged).
     Parent = make_agent("Parent").triggers_batching(chunk_size=10, over="xs")
     Child = type("Child", (Parent,), {})
-    assert Child.is_batching_trigger()
-    assert Child.batching_config.chunk_size == 10
+    assert not Child.is_batching_trigger()
+    assert not Child.batching_trigger()
+    assert Child.batching_config.chunk_size is None
+    assert Child().batching_config.chunk_size is None
     Child.triggers_batching(chunk_size=3, over="ys")
     assert Child.batching_config.chunk_size == 3
     assert Parent.batching_config.chunk_size == 10

@@ -28,6 +28,10 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False  # run below, outside this handler: its errors chain to nothing
+    else:
+        running = True
+    if not running:
         return asyncio.run(coroutine)
     box: dict[str, Any] = {}
 

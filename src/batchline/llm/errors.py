@@ -56,8 +56,47 @@ class StructuredOutputError(TerminalError, LLMError):
 
 
 class BudgetExceededError(StopRun, LLMError):
-    """``max_cost_usd`` was reached: no new calls; the run stops and can be resumed."""
+    """``max_cost_usd`` was reached: no new calls; the run stops and can be resumed.
+
+    Attributes:
+        max_cost_usd: the budget.
+        spent_usd: what was spent when the call was refused.
+    """
+
+    def __init__(self, message: str, max_cost_usd: float = 0.0, spent_usd: float = 0.0) -> None:
+        super().__init__(message)
+        self.max_cost_usd = max_cost_usd
+        self.spent_usd = spent_usd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.max_cost_usd, self.spent_usd))
 
 
 class MissingAPIKeyError(ConfigurationError, LLMError):
     """No API key for the default OpenAI endpoint."""
+
+
+class UnknownPriceError(ConfigurationError, LLMError):
+    """A budget was set for a model with no known price (raised before the first call)."""
+
+
+class LLMTruncatedError(TerminalError, LLMError):
+    """The answer was cut off at ``max_tokens`` (``finish_reason: "length"``).
+
+    Attributes:
+        max_tokens: the limit that cut it (None: the server's default).
+        text: the truncated answer.
+    """
+
+    def __init__(self, message: str, max_tokens: int | None = None, text: str = "") -> None:
+        super().__init__(message)
+        self.max_tokens = max_tokens
+        self.text = text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.max_tokens, self.text))
+
+
+class RateLimitTimeoutError(TerminalError, LLMError):
+    """A call waited out 429s for longer than ``max_wait`` seconds (never retried further:
+    the item fails, a resume tries it again)."""

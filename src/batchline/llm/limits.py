@@ -14,15 +14,18 @@ from collections import deque
 
 
 class TokenBucket:
-    """``rate_per_minute`` units per minute, with a burst of one second's worth.
+    """``rate_per_minute`` units per minute, with a burst of one second's worth (or
+    ``burst``: a server that advertises its limit lets a whole minute's worth go at once).
 
     ``safety`` keeps the client just under the provider's limit (0.98 = 2% headroom), so a
     run settles below it instead of hammering it.
     """
 
-    def __init__(self, rate_per_minute: float, *, safety: float = 0.98) -> None:
+    def __init__(
+        self, rate_per_minute: float, *, safety: float = 0.98, burst: float | None = None
+    ) -> None:
         self.rate = rate_per_minute * safety / 60.0
-        self.capacity = max(1.0, self.rate)
+        self.capacity = max(1.0, self.rate if burst is None else burst)
         self._tokens = self.capacity
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
@@ -46,6 +49,12 @@ class TokenBucket:
             if wait <= 0:
                 return
             await asyncio.sleep(min(wait, 1.0))
+
+    def sync(self, remaining: float) -> None:
+        """Set what is left to what the server says is left (``x-ratelimit-remaining-*``)."""
+        with self._lock:
+            self._tokens = min(self.capacity, float(remaining))
+            self._stamp = time.monotonic()
 
     def pause(self, seconds: float) -> None:
         """Spend the bucket so nothing goes out for ``seconds`` (after a 429)."""

@@ -8,35 +8,58 @@ compatible server (vLLM, Ollama, llama.cpp, LiteLLM). Two transports:
 - ``"openai"``: the official ``openai`` package's ``AsyncOpenAI`` (``"openai-aiohttp"``
   for its aiohttp transport), for full SDK behaviour.
 
-Every call goes through the response cache, the budget, the RPM/TPM limiters and the
-adaptive concurrency limiter, and is retried with jitter on 429 (honouring
-``Retry-After``), 5xx, timeouts and connection errors; never on other 4xx.
+Every call goes through the response cache, the endpoint's rate governor (cool-downs,
+adaptive rate, advertised limits), the RPM/TPM buckets, the adaptive concurrency limiter
+and the budget (a reservation before sending). 429s are waited out on their own budget
+(``max_wait``) and never use up attempts; 5xx, timeouts and connection errors are retried
+with jitter (``retry``); other 4xx never.
 """
 
 from __future__ import annotations
 
-import asyncio
+import copy
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchline.engine.retry import RetryPolicy, aretry_call
+from batchline.errors import ConfigurationError, TerminalError
+from batchline.llm.budget import Budget
 from batchline.llm.cache import ResponseCache, request_key
 from batchline.llm.errors import (
-    BudgetExceededError,
     LLMRequestError,
     LLMTransientError,
+    LLMTruncatedError,
     RateLimitedError,
+    RateLimitTimeoutError,
     StructuredOutputError,
 )
 from batchline.llm.limits import AdaptiveLimiter, TokenBucket
-from batchline.llm.prices import DEFAULT_PRICES, Usage, cost
+from batchline.llm.prices import PriceBook, PriceTable, Usage
+from batchline.llm.ratelimit import RateGovernor, governor_for
+from batchline.llm.ratelimit_headers import read_headers
+from batchline.llm.schema import (
+    json_object_fallback,
+    output_spec,
+    rejects_json_schema,
+    response_format,
+)
+from batchline.llm.transports import AiohttpTransport, OpenAISDKTransport, openai_aiohttp_problem
+from batchline.observe.meters import add_cost_source
 
 OPENAI_URL = "https://api.openai.com/v1"
 TRANSPORTS = ("aiohttp", "openai", "openai-aiohttp")
+
+# Every call of every model in this process: what the progress display shows as cost.
+PROCESS_USAGE = Usage()
+
+# (base URL, model) of servers that rejected `json_schema` formats: json_object from then on
+_JSON_OBJECT_ONLY: set[tuple[str, str]] = set()
+_MODES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,8 @@ class Completion:
         usage: tokens and cost of this call (zero when ``cached``).
         cached: served from the response cache.
         model: the model that answered.
+        finish_reason: why the answer ended (``"stop"``; ``"length"``: cut at ``max_tokens``).
+        retries: requests repeated for this answer (5xx, timeouts, 429s waited out).
     """
 
     text: str
@@ -56,167 +81,16 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     cached: bool = False
     model: str = ""
+    finish_reason: str | None = None
+    retries: int = 0
 
 
-def _schema_of(output: Any) -> tuple[dict[str, Any] | None, Any]:
-    """The JSON schema for a response format, and a validator ``text -> value``."""
-    if output is None:
-        return None, None
-    if isinstance(output, Mapping):
-        schema = dict(output)
+class _SchemaRejected(TerminalError):  # noqa: N818 - internal signal, never escapes acomplete
+    """The server refused our ``json_schema`` response format."""
 
-        def validate_dict(text: str) -> Any:
-            value = json.loads(text)
-            _check_schema(value, schema, "$")
-            return value
-
-        return schema, validate_dict
-    if isinstance(output, type) and hasattr(output, "model_validate_json"):
-        model: Any = output
-        schema = model.model_json_schema()
-        return schema, model.model_validate_json
-    raise TypeError(
-        f"`output` must be a pydantic model class or a JSON schema dict, not {output!r}"
-    )
-
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
-
-
-def _check_schema(value: Any, schema: Mapping[str, Any], path: str) -> None:
-    """A light JSON-schema check: types, required properties, items (enough to catch
-    the usual model mistakes; use a pydantic model for full validation)."""
-    kind = schema.get("type")
-    if isinstance(kind, str) and kind in _JSON_TYPES:
-        ok = isinstance(value, _JSON_TYPES[kind]) and not (
-            kind in ("integer", "number") and isinstance(value, bool)
-        )
-        if not ok:
-            raise ValueError(f"{path}: expected {kind}, found {type(value).__name__}")
-    if isinstance(value, dict):
-        for name in schema.get("required", []):
-            if name not in value:
-                raise ValueError(f"{path}: missing required property {name!r}")
-        for name, sub in schema.get("properties", {}).items():
-            if name in value:
-                _check_schema(value[name], sub, f"{path}.{name}")
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for index, item in enumerate(value):
-            _check_schema(item, schema["items"], f"{path}[{index}]")
-
-
-class _Aiohttp:
-    """Lean HTTP: one session (and connection pool) per event loop."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._sessions: dict[int, Any] = {}
-        self._lock = threading.Lock()
-
-    async def post(
-        self, url: str, headers: dict[str, str], body: dict[str, Any]
-    ) -> tuple[int, float | None, Any]:
-        import aiohttp  # noqa: PLC0415 - heavy; only when calls are made
-
-        loop_id = id(asyncio.get_running_loop())
-        with self._lock:
-            session = self._sessions.get(loop_id)
-        if session is None or session.closed:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                json_serialize=json.dumps,
-            )
-            with self._lock:
-                self._sessions[loop_id] = session
-        try:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            async with session.post(url, data=data, headers=headers) as response:
-                text = await response.read()
-                retry_after = _seconds(response.headers.get("Retry-After"))
-                status = response.status
-        except TimeoutError:
-            raise LLMTransientError(f"no answer within {self.timeout}s from {url}") from None
-        except aiohttp.ClientError as exc:
-            raise LLMTransientError(f"connection to {url} failed: {exc}") from None
-        try:
-            payload = json.loads(text) if text else {}
-        except json.JSONDecodeError:
-            if status == 200:
-                raise LLMTransientError(f"{url} answered with a body that is not JSON") from None
-            payload = {"error": {"message": text[:500].decode(errors="replace")}}
-        return status, retry_after, payload
-
-    async def close(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        with self._lock:
-            session = self._sessions.pop(loop_id, None)
-        if session is not None:
-            await session.close()
-
-
-class _OpenAISDK:
-    """The official client (``AsyncOpenAI``), retries off: ``ChatModel`` retries."""
-
-    def __init__(self, base_url: str, api_key: str, timeout: float, aiohttp: bool) -> None:
-        self.base_url = base_url
-        self.api_key = api_key
-        self.timeout = timeout
-        self.aiohttp = aiohttp
-        self._clients: dict[int, Any] = {}
-
-    async def post(
-        self, url: str, headers: dict[str, str], body: dict[str, Any]
-    ) -> tuple[int, float | None, Any]:
-        del url, headers
-        import openai  # noqa: PLC0415
-
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            options: dict[str, Any] = {}
-            if self.aiohttp:
-                options["http_client"] = openai.DefaultAioHttpClient()
-            client = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                max_retries=0,
-                timeout=self.timeout,
-                **options,
-            )
-            self._clients[loop_id] = client
-        try:
-            response = await client.chat.completions.create(**body)
-        except openai.APIStatusError as exc:
-            retry_after = _seconds(exc.response.headers.get("retry-after"))
-            return exc.status_code, retry_after, {"error": {"message": str(exc)}}
-        except openai.APITimeoutError:
-            raise LLMTransientError(f"no answer within {self.timeout}s") from None
-        except openai.APIConnectionError as exc:
-            raise LLMTransientError(f"connection failed: {exc}") from None
-        return 200, None, response.model_dump()
-
-    async def close(self) -> None:
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.close()
-
-
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class ChatModel:
@@ -228,17 +102,21 @@ class ChatModel:
         api_key: default ``OPENAI_API_KEY``; required for OpenAI's endpoint only.
         transport: ``"aiohttp"`` (fast, default), ``"openai"`` or ``"openai-aiohttp"``.
         max_concurrency: requests in flight at most (lowered adaptively on 429s).
-        rpm, tpm: client-side requests and tokens per minute (None: unlimited).
+        rpm, tpm: client-side requests and tokens per minute (None: learnt from the server).
         timeout: seconds per request.
-        retry: how failed requests are retried (default: 6 attempts, 0.5 s backoff).
+        retry: how 5xx, timeouts and dropped connections are retried (default: 6 attempts,
+            0.5 s backoff). 429s are not attempts: they are waited out, up to ``max_wait``.
+        max_wait: seconds one call may spend waiting out 429s before it fails
+            (``RateLimitTimeoutError``).
         cache: True (a SQLite cache in ``cache_dir``), False, or a ``ResponseCache``.
         cache_dir: where the cache file lives (default ``.batchline``).
-        prices: USD per 1M tokens ``{model_prefix: (input, cached_input, output)}``,
-            merged over ``DEFAULT_PRICES``.
-        max_cost_usd: stop making calls once this much was spent (``BudgetExceededError``:
-            the engine stops the run, keeps its state, and a resume goes on).
+        prices: USD per 1M tokens ``{model_prefix: (input, cached_input, output)}``, over
+            the genai-prices table.
+        max_cost_usd: the budget: a call is sent only if its estimated cost fits beside
+            what was spent and what the calls in flight hold (``BudgetExceededError``: the
+            engine stops the run, keeps its state, and a resume goes on).
         max_repairs: re-asks after an invalid structured answer.
-        adaptive: lower concurrency on 429s (AIMD).
+        adaptive: adapt concurrency and the request rate to 429s.
         provider: ``"openai"`` (default; any server speaking OpenAI's API) or
             ``"anthropic"`` (the native Messages API; ``ANTHROPIC_BASE_URL`` /
             ``ANTHROPIC_API_KEY``).
@@ -253,6 +131,8 @@ class ChatModel:
 
     Raises:
         MissingAPIKeyError: no key for the provider's own endpoint (at construction).
+        UnknownPriceError: ``max_cost_usd`` for a model with no known price.
+        ConfigurationError: ``transport="openai-aiohttp"`` with an ``openai`` that lacks it.
     """
 
     def __init__(
@@ -267,9 +147,10 @@ class ChatModel:
         tpm: int | None = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        max_wait: float = 900.0,
         cache: bool | ResponseCache = True,
         cache_dir: str | Path = ".batchline",
-        prices: Mapping[str, tuple[float, float, float]] | None = None,
+        prices: PriceTable | None = None,
         max_cost_usd: float | None = None,
         max_repairs: int = 2,
         adaptive: bool = True,
@@ -284,6 +165,10 @@ class ChatModel:
 
         if transport not in TRANSPORTS:
             raise ValueError(f"`transport` is {transport!r}; expected one of {TRANSPORTS}")
+        if transport == "openai-aiohttp":
+            problem = openai_aiohttp_problem()
+            if problem is not None:
+                raise ConfigurationError(f"transport='openai-aiohttp': {problem}")
         self.model = model
         self.provider = setup.check_choice("provider", provider, setup.PROVIDERS)
         self.mode = setup.check_choice("mode", mode, setup.MODES)
@@ -292,38 +177,38 @@ class ChatModel:
         self.retry = retry or RetryPolicy(
             max_attempts=6, backoff=0.5, max_backoff=30.0, retry_on=(LLMTransientError,)
         )
-        self.limiter = AdaptiveLimiter(max_concurrency, adaptive=adaptive)
-        self.rpm = TokenBucket(rpm) if rpm else None
-        self.tpm = TokenBucket(tpm) if tpm else None
+        self.max_wait = max_wait
+        self.adaptive = adaptive
+        self.governor: RateGovernor = governor_for(self.base_url, self.api_key, adaptive=adaptive)
         if isinstance(cache, ResponseCache):
             self.cache: ResponseCache | None = cache
         else:
             self.cache = ResponseCache(Path(cache_dir) / "llm-cache.db") if cache else None
-        self.prices = {**DEFAULT_PRICES, **(prices or {})}
-        self.max_cost_usd = max_cost_usd
         self.max_repairs = max_repairs
-        self.usage = Usage()
         self._url = f"{self.base_url}/chat/completions"
         self._headers = {
             "Authorization": f"Bearer {self.api_key}",
             "Content-Type": "application/json",
         }
         if transport == "aiohttp":
-            self._transport: Any = _Aiohttp(timeout)
+            self._transport: Any = AiohttpTransport(timeout)
         else:
-            self._transport = _OpenAISDK(
+            self._transport = OpenAISDKTransport(
                 self.base_url, self.api_key, timeout, transport == "openai-aiohttp"
             )
+        self._set_limits(max_concurrency, rpm, tpm, max_cost_usd, prices)
+        add_cost_source("batchline.llm", _process_cost)
         if provider == "anthropic":
             self._transport = setup.AnthropicTransport(
-                _Aiohttp(timeout), self.base_url, self.api_key
+                AiohttpTransport(timeout), self.base_url, self.api_key
             )
         self.cache_dir = Path(cache_dir)
+        self._batch_prices = batch_prices
         self.batch = None
         if mode == "batch":
             self.batch = setup.batch_collector(
                 self,
-                usage_of=lambda response: _usage(response, self),
+                usage_of=lambda response: _usage(response, self.price_book, None),
                 journal=batch_journal,
                 poll_interval=poll_interval,
                 batch_prices=batch_prices,
@@ -331,6 +216,57 @@ class ChatModel:
                 cache_dir=cache_dir,
                 max_attempts=self.retry.max_attempts,
             )
+
+    def _set_limits(
+        self,
+        max_concurrency: int,
+        rpm: int | None,
+        tpm: int | None,
+        max_cost_usd: float | None,
+        prices: PriceTable | None,
+    ) -> None:
+        self.max_concurrency = max_concurrency
+        self.limiter = AdaptiveLimiter(max_concurrency, adaptive=self.adaptive)
+        self.rpm = TokenBucket(rpm) if rpm else None
+        self.tpm = TokenBucket(tpm) if tpm else None
+        self.prices = dict(prices or {})
+        self.price_book = PriceBook(self.model, self.prices)
+        self.max_cost_usd = max_cost_usd
+        if max_cost_usd is not None:
+            self.price_book.require_known(max_cost_usd)
+        self.budget = Budget(max_cost_usd)
+        self.usage = Usage()
+        self._most_completion = 0
+
+    def with_limits(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_cost_usd: float | None = None,
+        prices: PriceTable | None = None,
+    ) -> ChatModel:
+        """A model with its own limits, budget and usage that shares this one's connections,
+        cache and endpoint governor (a server's 429 still pauses both). One per workflow
+        step: each step's ``rpm``, ``tpm`` and ``max_cost_usd`` apply to that step."""
+        twin = copy.copy(self)
+        twin._set_limits(
+            max_concurrency or self.max_concurrency,
+            rpm,
+            tpm,
+            max_cost_usd,
+            self.prices if prices is None else {**self.prices, **prices},
+        )
+        if self.batch is not None:  # batch mode: the twin's own collector, the same journal
+            twin.batch = None
+            twin = twin.batched(
+                poll_interval=self.batch.poll_interval,
+                batch_journal=self.batch.journal,
+                cancel_jobs=self.batch.cancel_on_interrupt,
+                batch_prices=self._batch_prices,
+            )
+        return twin
 
     def __repr__(self) -> str:
         extra = "" if self.provider == "openai" else f", provider={self.provider!r}"
@@ -349,10 +285,16 @@ class ChatModel:
         temperature: float | None = None,
         max_tokens: int | None = None,
         cache: bool | None = None,
+        allow_truncated: bool = True,
         **params: Any,
     ) -> Completion:
         """Ask once; ``output`` (a pydantic model or JSON schema) asks for structured output,
-        validated and repaired (the error fed back) up to ``max_repairs`` times."""
+        validated and repaired (the error fed back) up to ``max_repairs`` times.
+
+        A truncated answer (``finish_reason == "length"``) is never cached; it is an
+        ``LLMTruncatedError`` for structured output, or when ``allow_truncated=False``.
+        A ``response_format`` passed in ``params`` is sent as given, never replaced.
+        """
         history: list[dict[str, Any]] = [dict(m) for m in messages or ()]
         if system is not None:
             history.insert(0, {"role": "system", "content": system})
@@ -360,24 +302,34 @@ class ChatModel:
             history.append({"role": "user", "content": prompt})
         if not history:
             raise ValueError("give a `prompt` or `messages`")
-        schema, validate = _schema_of(output)
+        schema, validate = output_spec(output)
         body: dict[str, Any] = {"model": self.model, "messages": history, **params}
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        if schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": str(schema.get("title", "output"))[:64] or "output",
-                    "schema": schema,
-                },
-            }
+        ours = schema is not None and "response_format" not in params
+        fell_back = False
+        if ours and schema is not None:
+            if self._json_object_only():
+                body, fell_back = json_object_fallback(body, schema), True
+            else:
+                body["response_format"] = response_format(schema)
         use_cache = self.cache is not None and (cache if cache is not None else True)
-        for repair in range(self.max_repairs + 1):
-            answer = await self._request(body, use_cache, validate)
+        repair = 0
+        while True:
+            try:
+                answer = await self._request(body, use_cache, validate, ours and not fell_back)
+            except _SchemaRejected as rejected:
+                if fell_back or schema is None:  # pragma: no cover - only when ours
+                    raise rejected.error from None
+                with _MODES_LOCK:
+                    _JSON_OBJECT_ONLY.add((self.base_url, self.model))
+                body, fell_back = json_object_fallback(body, schema), True
+                continue
             text = _content(answer.response)
+            if answer.finish_reason == "length" and (schema is not None or not allow_truncated):
+                raise LLMTruncatedError(_truncated_message(body), body.get("max_tokens"), text)
             if answer.invalid is None:
                 return self._completion(answer, text)
             if repair == self.max_repairs:
@@ -385,6 +337,7 @@ class ChatModel:
                     f"the answer was not valid for the schema after {repair + 1} "
                     f"attempt(s): {answer.invalid}"
                 )
+            repair += 1
             body = {
                 **body,
                 "messages": [
@@ -397,7 +350,6 @@ class ChatModel:
                     },
                 ],
             }
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def batched(self, **options: Any) -> ChatModel:
         """This model in ``mode="batch"`` (itself if it already is): the same endpoint,
@@ -408,7 +360,9 @@ class ChatModel:
 
         if self.batch is not None and not options:
             return self
-        twin: ChatModel = batch_twin(self, lambda response: _usage(response, twin), options)
+        twin: ChatModel = batch_twin(
+            self, lambda response: _usage(response, twin.price_book, None), options
+        )
         return twin
 
     def complete(self, prompt: str | None = None, **options: Any) -> Completion:
@@ -430,21 +384,35 @@ class ChatModel:
 
     # -- internals --------------------------------------------------------------------
 
+    def _json_object_only(self) -> bool:
+        with _MODES_LOCK:
+            return (self.base_url, self.model) in _JSON_OBJECT_ONLY
+
     def _completion(self, answer: _Answer, text: str) -> Completion:
         usage = answer.usage
         if usage is None:  # from the cache: counted, free
             usage = Usage(calls=1, cached_calls=1)
             self.usage.add(usage)
         model = str(answer.response.get("model", self.model))
-        return Completion(text, answer.parsed, usage, answer.usage is None, model)
+        return Completion(
+            text,
+            answer.parsed,
+            usage,
+            answer.usage is None,
+            model,
+            answer.finish_reason,
+            usage.retries + usage.rate_limited,
+        )
 
-    async def _request(self, body: dict[str, Any], use_cache: bool, validate: Any) -> _Answer:
+    async def _request(
+        self, body: dict[str, Any], use_cache: bool, validate: Any, detect: bool
+    ) -> _Answer:
         """An answer from the cache, an identical request in flight, or the server;
-        validated once. Only valid answers are cached."""
+        validated once. Only complete, valid answers are cached."""
         if not use_cache or self.cache is None:
-            return _Answer(*await self._send(body)).check(validate)
+            return _Answer(*await self._send(body, detect)).check(validate)
         cache = self.cache
-        key = request_key(body)
+        key = request_key({"endpoint": self.base_url, "body": body})
         hit = cache.get(key)
         if hit is not None:
             return _Answer(hit, None).check(validate)
@@ -453,21 +421,31 @@ class ChatModel:
             try:
                 return _Answer(await cache.wait(pending), None).check(validate)
             except Exception:  # the first caller failed: try on our own
-                return _Answer(*await self._send(body)).check(validate)
+                return _Answer(*await self._send(body, detect)).check(validate)
         try:
-            answer = _Answer(*await self._send(body)).check(validate)
-        except Exception as exc:
+            answer = _Answer(*await self._send(body, detect)).check(validate)
+        except BaseException as exc:
             cache.settle(key, None, exc)
             raise
         if answer.invalid is not None:
             cache.settle(key, None, answer.invalid)  # invalid: not cached; the caller repairs
             return answer
-        cache.put(key, self.model, answer.response)
+        if answer.finish_reason != "length":  # a truncated answer is never cached
+            cache.put(key, self.model, answer.response)
         cache.settle(key, answer.response, None)
         return answer
 
-    async def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-        """One request, retried by the engine's retry driver; a 429 also lowers concurrency."""
+    def _estimate_cost(self, body: Mapping[str, Any]) -> tuple[int, float]:
+        """Tokens and USD this request may use: a token per 2 characters of prompt, and
+        ``max_tokens`` (or the longest answer seen, at least 256) for the answer."""
+        text = sum(len(json.dumps(m.get("content", ""))) for m in body.get("messages", []))
+        prompt = text // 2 + 8  # generous: common tokenizers make fewer tokens than this
+        answer = int(body.get("max_tokens") or max(256, self._most_completion))
+        return prompt + answer, self.price_book.cost(prompt, answer)
+
+    async def _send(self, body: dict[str, Any], detect: bool) -> tuple[dict[str, Any], Usage]:
+        """One answer: 429s waited out on the endpoint's cool-down (not attempts, up to
+        ``max_wait``); other transient errors retried by the engine's retry driver."""
         if self.batch is not None:  # batch mode: a provider job answers it
             from batchline.llm.batch.setup import current_request_name  # noqa: PLC0415
 
@@ -475,48 +453,137 @@ class ChatModel:
                 body, current_request_name()
             )
             return answer
-        estimate = _estimate(body)
+        tokens, estimate = self._estimate_cost(body)
+        bounded = body.get("max_tokens") is not None
+        asked = body.get("response_format")
+        schema_format = isinstance(asked, Mapping) and asked.get("type") == "json_schema"
+        counts = _CallCounts()
+        rate_policy = RetryPolicy(
+            max_attempts=1_000_000_000, backoff=0.0, max_backoff=0.0, jitter=0.0
+        )
 
-        async def attempt() -> tuple[dict[str, Any], Usage]:
-            if self.max_cost_usd is not None and self.usage.cost_usd >= self.max_cost_usd:
-                raise BudgetExceededError(
-                    f"the budget of ${self.max_cost_usd:.2f} is spent "
-                    f"(${self.usage.cost_usd:.4f} over {self.usage.calls} calls); raise "
-                    "max_cost_usd to go on"
-                )
-            if self.rpm is not None:
-                await self.rpm.acquire(1)
-            if self.tpm is not None:
-                await self.tpm.acquire(estimate)
-            await self.limiter.acquire()
-            success = False
+        async def once() -> Any:
+            """One request. A 429 raises (the rate loop waits and sends again); every
+            other outcome, errors included, is returned for the attempt loop."""
+            await self.limiter.acquire()  # a slot first: the waits below are the last ones
             try:
-                status, retry_after, payload = await self._transport.post(
+                await self.governor.wait_turn(tokens)
+                if self.rpm is not None:
+                    await self.rpm.acquire(1)
+                if self.tpm is not None:
+                    await self.tpm.acquire(tokens)
+                held = await self.budget.areserve(estimate, bounded=bounded)
+            except BaseException:
+                self.limiter.release(success=False)
+                raise
+            charged = 0.0
+            try:
+                status, headers, payload = await self._transport.post(
                     self._url, self._headers, body
                 )
-                error = _error(status, retry_after, payload)
-                success = error is None
+            except LLMTransientError as exc:
+                self.limiter.release(success=False)
+                self.budget.cancel(held)
+                return exc
+            except BaseException:
+                self.limiter.release(success=False)
+                self.budget.cancel(held)
+                raise
+            try:
+                info = read_headers(headers)
+                self.governor.observe(info)
+                error = _error(
+                    status, info.wait_hint if status == 429 else info.retry_after, payload
+                )
+                self.limiter.release(success=error is None)
+                if isinstance(error, RateLimitedError):
+                    return self._rate_limited(error, counts)
+                if error is not None:
+                    if schema_format and rejects_json_schema(status, str(error)):
+                        return _schema_rejected(error, ours=detect)
+                    return error
+                self.governor.succeeded()
+                usage = _usage(payload, self.price_book, info.cost_usd)
+                charged = usage.cost_usd
+                self._most_completion = max(self._most_completion, usage.completion_tokens)
+                return dict(payload), usage
             finally:
-                self.limiter.release(success=success)
-            if error is not None:
-                raise error
-            usage = _usage(payload, self)
-            self.usage.add(usage)
-            return dict(payload), usage
+                self.budget.settle(held, charged)
 
-        done = await aretry_call(attempt, self.retry, on_retry=self._backed_off)
+        async def attempt() -> tuple[dict[str, Any], Usage]:
+            done = await aretry_call(once, rate_policy)
+            if done.error is not None:
+                raise done.error
+            if isinstance(done.value, BaseException):
+                raise done.value
+            result: tuple[dict[str, Any], Usage] = done.value
+            return result
+
+        def retried(attempt: int, error: BaseException, delay: float) -> None:
+            del attempt, delay, error
+            counts.retries += 1
+
+        done = await aretry_call(attempt, self.retry, on_retry=retried)
+        self.usage.add(Usage(retries=counts.retries, rate_limited=counts.rate_limited))
         if done.error is not None:
             raise done.error
-        result: tuple[dict[str, Any], Usage] = done.value
-        return result
+        payload, usage = done.value
+        usage.retries, usage.rate_limited = counts.retries, counts.rate_limited
+        tokens_and_cost = Usage(
+            calls=usage.calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_usd=usage.cost_usd,
+        )
+        self.usage.add(tokens_and_cost)
+        PROCESS_USAGE.add(tokens_and_cost)
+        return payload, usage
 
-    def _backed_off(self, attempt: int, error: BaseException, delay: float) -> None:
-        """Before a retry: on a 429, halve concurrency and pause the request bucket."""
-        del attempt, delay
-        if isinstance(error, RateLimitedError):
-            self.limiter.rate_limited()
-            if error.retry_after and self.rpm is not None:
-                self.rpm.pause(error.retry_after)
+    def _rate_limited(self, error: RateLimitedError, counts: _CallCounts) -> Exception:
+        """A 429: pause the endpoint; raise to wait and send again, or give up after
+        ``max_wait`` seconds of waiting."""
+        counts.rate_limited += 1
+        left = self.governor.limited(error.retry_after)
+        self.limiter.rate_limited()
+        now = time.monotonic()
+        if counts.first_429 is None:
+            counts.first_429 = now
+        waiting = counts.first_429
+        if now - waiting + left > self.max_wait:
+            return RateLimitTimeoutError(
+                f"`{self.model}` at {self.base_url} kept answering 429 (rate limited) for "
+                f"{now - waiting:.0f}s, and asks to wait {left:.0f}s more, past `max_wait` of "
+                f"{self.max_wait:g}s: raise max_wait, or set rpm=/tpm= below the server's "
+                f"limits. Last answer: {error}"
+            )
+        raise RateLimitedError(str(error), status=429)  # the rate loop sends it again
+
+
+def _schema_rejected(error: Exception, *, ours: bool) -> Exception:
+    """A refused ``json_schema`` format: ours falls back to ``json_object``; the user's is a
+    request error (never retried, never replaced)."""
+    if ours:
+        return _SchemaRejected(error)
+    return LLMRequestError(
+        f"the server does not accept `response_format` type json_schema ({error}); pass "
+        "`output=` without `response_format` to let batchline fall back to json_object "
+        "with the schema in the prompt, or pass response_format={'type': 'json_object'}",
+        getattr(error, "status", None),
+    )
+
+
+def _process_cost() -> float:
+    return PROCESS_USAGE.cost_usd
+
+
+@dataclass(slots=True)
+class _CallCounts:
+    """One call's retries and 429s, and when its first 429 came."""
+
+    retries: int = 0
+    rate_limited: int = 0
+    first_429: float | None = None
 
 
 @dataclass(slots=True)
@@ -527,8 +594,10 @@ class _Answer:
     usage: Usage | None
     parsed: Any = None
     invalid: ValueError | None = None
+    finish_reason: str | None = None
 
     def check(self, validate: Any) -> _Answer:
+        self.finish_reason = _finish_reason(self.response)
         if validate is not None:
             try:
                 self.parsed = validate(_content(self.response))
@@ -537,17 +606,31 @@ class _Answer:
         return self
 
 
+def _finish_reason(response: Mapping[str, Any]) -> str | None:
+    try:
+        reason = response["choices"][0].get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return str(reason) if reason is not None else None
+
+
+def _truncated_message(body: Mapping[str, Any]) -> str:
+    limit = body.get("max_tokens")
+    said = f"`max_tokens` of {limit}" if limit is not None else "the server's default `max_tokens`"
+    return (
+        f"the answer of `{body.get('model')}` was cut off at {said} (finish_reason "
+        "'length'); it was not cached. Raise `max_tokens`, or ask for a shorter answer."
+    )
+
+
 def _content(response: Mapping[str, Any]) -> str:
     try:
         content = response["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise LLMTransientError("the answer has no choices[0].message.content") from None
+    if content is None:
+        return ""
     return content if isinstance(content, str) else json.dumps(content)
-
-
-def _estimate(body: Mapping[str, Any]) -> int:
-    text = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-    return text // 4 + int(body.get("max_tokens") or 256)
 
 
 def _error(status: int, retry_after: float | None, payload: Any) -> Exception | None:
@@ -556,7 +639,10 @@ def _error(status: int, retry_after: float | None, payload: Any) -> Exception | 
     message = ""
     if isinstance(payload, Mapping):
         error = payload.get("error")
-        message = error.get("message", "") if isinstance(error, Mapping) else str(error or "")
+        if isinstance(error, Mapping):
+            message = str(error.get("message", ""))
+        else:
+            message = str(error or payload.get("detail") or "")
     if status == 429:
         return RateLimitedError(
             f"429 rate limited: {message}", retry_after=retry_after, status=status
@@ -568,16 +654,18 @@ def _error(status: int, retry_after: float | None, payload: Any) -> Exception | 
     return LLMRequestError(f"{status}: {message} (not retried: fix the request)", status)
 
 
-def _usage(response: Mapping[str, Any], model: ChatModel) -> Usage:
+def _usage(response: Mapping[str, Any], prices: PriceBook, reported: float | None) -> Usage:
     raw = response.get("usage") or {}
     prompt = int(raw.get("prompt_tokens") or 0)
     completion = int(raw.get("completion_tokens") or 0)
     details = raw.get("prompt_tokens_details") or {}
     cached = int(details.get("cached_tokens") or 0) if isinstance(details, Mapping) else 0
+    if reported is None and not prices.known:
+        prices.warn_if_unknown()
     return Usage(
         calls=1,
         prompt_tokens=prompt,
         completion_tokens=completion,
         cached_tokens=cached,
-        cost_usd=cost(model.model, prompt, completion, cached, model.prices),
+        cost_usd=reported if reported is not None else prices.cost(prompt, completion, cached),
     )

@@ -10,8 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from batchline.llm.errors import StructuredOutputError
+from batchline.llm.errors import LLMTruncatedError, StructuredOutputError
 from batchline.llm.model import ChatModel
+from batchline.llm.schema import output_spec
 
 _PACK_INSTRUCTIONS = (
     "You get several items, each under its key. Answer every item on its own. Reply with "
@@ -64,8 +65,8 @@ async def acomplete_items(
                 system=f"{instructions}\n\n{_PACK_INSTRUCTIONS}",
                 output=schema_relaxed(schema),
             )
-        except StructuredOutputError as exc:
-            errors = dict.fromkeys(keys, exc)
+        except (StructuredOutputError, LLMTruncatedError) as exc:
+            errors = dict.fromkeys(keys, exc)  # a truncated pack: smaller rounds may fit
             continue
         got = completion.parsed.get("answers", {}) if isinstance(completion.parsed, dict) else {}
         for key in keys:
@@ -92,6 +93,8 @@ def schema_relaxed(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate(value: Any, output: Any) -> Any:
-    if output is None or isinstance(output, Mapping):
+    if output is None:
         return value
+    if isinstance(output, Mapping):
+        return output_spec(output)[1](json.dumps(value))  # type: ignore[misc]
     return output.model_validate(value)

@@ -7,10 +7,12 @@ from typing import Any
 
 from batchline.engine.outcome import BatchOutcome, RunStats
 from batchline.engine.progress import BatchProgress
+from batchline.observe.meters import format_usd, total_cost
 
 
 class RichDisplay:
-    """Draws one progress bar on stderr for the duration of a run."""
+    """Draws one progress bar on stderr for the duration of a run; with LLM calls in it,
+    the cost so far and the cost projected for the whole run (like curator's)."""
 
     def __init__(self, run_id: str) -> None:
         from rich.console import Console  # noqa: PLC0415 - import rich only when drawing
@@ -29,13 +31,15 @@ class RichDisplay:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]} items/s"),
             TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("{task.fields[cost]}"),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=False,
         )
-        self._task = self._progress.add_task(run_id, total=None, rate="-", failed=0)
+        self._cost_at_start = total_cost()
+        self._task = self._progress.add_task(run_id, total=None, rate="-", failed=0, cost="")
         self._progress.start()
 
     def start(self, progress: BatchProgress) -> None:
@@ -53,7 +57,22 @@ class RichDisplay:
             total=progress.total_items,
             rate=f"{rate:,.0f}",
             failed=progress.failed_items,
+            cost=self._cost(progress),
         )
+
+    def _cost(self, progress: BatchProgress) -> str:
+        """``$ so far (~$ projected)`` while LLM calls cost anything, else nothing."""
+        now = total_cost()
+        if now is None or self._cost_at_start is None:
+            return ""
+        spent = now - self._cost_at_start
+        if spent <= 0:
+            return ""
+        text = f"{format_usd(spent)}"
+        done, total = progress.completed_items, progress.total_items
+        if total and done:
+            text += f" (~{format_usd(spent / done * total)} projected)"
+        return text
 
     def close(self, stats: RunStats) -> None:
         """Draw the final state and release the terminal."""

@@ -5,11 +5,13 @@ from batchline.pipeline.config import BatchingConfig
 from batchline.pipeline.errors import (
     BatchingConfigurationError,
     PipelineBatchError,
+    PipelineInterrupted,
     PipelineWarning,
     StepError,
 )
 from batchline.pipeline.executor import BATCH_KEY, PipelineBatchExecutor
 from batchline.pipeline.flow import Chunked, FunctionAgent, Node, Parallel, Sequence, Step
+from batchline.pipeline.frozen import FrozenDict
 from batchline.pipeline.llm_agent import LLMAgent
 from batchline.pipeline.pipeline import Pipeline
 from batchline.pipeline.progress import BatchProgressContext
@@ -31,6 +33,7 @@ __all__ = [
     "BatchingScope",
     "BatchingScopeManager",
     "Chunked",
+    "FrozenDict",
     "FunctionAgent",
     "LLMAgent",
     "Node",
@@ -39,6 +42,7 @@ __all__ = [
     "PipelineBatchError",
     "PipelineBatchExecutor",
     "PipelineFailure",
+    "PipelineInterrupted",
     "PipelineResult",
     "PipelineStats",
     "PipelineUpdate",

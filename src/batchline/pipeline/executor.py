@@ -1,10 +1,13 @@
 """Running one batching scope on the engine.
 
 The scope's list is handed to ``stream_batches``: the engine chunks, schedules,
-retries, commits and resumes. Each batch runs the scope's agents on its own copy of
-the context with the ``over`` field set to the chunk; the fields the batch produces
-are its result, committed with the batch, and merged across batches afterwards
-(lists concatenated in batch order, dicts deep-merged, scalars last-wins).
+retries, commits and resumes. Items are keyed by their content (or the scope's
+``key``), never by position, so a resume after the list changed runs the new items,
+drops the removed ones and repeats nothing. Each batch runs the scope's agents on its
+own copy of the context with the ``over`` field set to the chunk and commits one
+record per item (see ``scope_batch``); the fields are rebuilt from the records and
+merged across batches (lists concatenated in batch order, dicts deep-merged, other
+values last-wins with a ``PipelineWarning``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -19,9 +23,9 @@ from typing import Any
 
 from batchline.backends import Backend, LocalBackend
 from batchline.engine import (
-    Batch,
     BatchOutcome,
     BatchProgress,
+    Key,
     RetryPolicy,
     RunStats,
     call_hook,
@@ -29,21 +33,28 @@ from batchline.engine import (
     merge_outputs,
     stream_batches,
 )
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, RunInterrupted
 from batchline.observe.tracing import Tracing
-from batchline.pipeline.errors import StepError
+from batchline.pipeline.errors import PipelineWarning
+from batchline.pipeline.frozen import freeze
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineUpdate
+from batchline.pipeline.scope_batch import (
+    BATCH_KEY,
+    Record,
+    RunSteps,
+    ScopeBatch,
+    read_records,
+)
+from batchline.pipeline.scope_items import item_keys, resolve_over
 from batchline.pipeline.scopes import BatchingScope
+from batchline.pipeline.snapshot import Snapshot
 from batchline.pipeline.steps import NodeRunner, plain_call
 from batchline.state import MemoryStateStore, StateStore
 
 log = logging.getLogger("batchline.pipeline")
 
-BATCH_KEY = "_batch"
-"""Inside a scope, ``context["_batch"]`` is ``{"number", "total", "size", "index"}``."""
-
-RunSteps = Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]
+__all__ = ["BATCH_KEY", "PipelineBatchExecutor", "RunSteps", "ScopeOutcome", "resolve_over"]
 
 
 @dataclass
@@ -60,36 +71,8 @@ class ScopeOutcome:
     resumed: int = 0
     retries: int = 0
     stopped: BatchRunError | None = None
-
-
-def resolve_over(scope: BatchingScope, context: Mapping[str, Any]) -> str:
-    """The list field the scope batches, or a ``StepError`` that names what is there."""
-    lists = sorted(name for name, value in context.items() if isinstance(value, list))
-    listed = ", ".join(repr(name) for name in lists) or "none"
-    if scope.over is not None:
-        if scope.over not in context:
-            raise StepError(
-                f"batching scope `{scope.name}` batches over {scope.over!r}, which the context "
-                f"does not have (list fields present: {listed}). Provide it earlier in the "
-                "flow or fix `over=`.",
-                scope.name,
-            )
-        if not isinstance(context[scope.over], list):
-            raise StepError(
-                f"batching scope `{scope.name}` batches over {scope.over!r}, but it is a "
-                f"{type(context[scope.over]).__name__}, not a list (list fields present: "
-                f"{listed}).",
-                scope.name,
-            )
-        return scope.over
-    if len(lists) != 1:
-        raise StepError(
-            f"batching scope `{scope.name}` has no `over=` and the context has "
-            f"{'no' if not lists else len(lists)} list fields ({listed}); name the field to "
-            f"batch with triggers_batching(chunk_size={scope.chunk_size}, over='...').",
-            scope.name,
-        )
-    return lists[0]
+    interrupted: RunInterrupted | None = None
+    cause: BaseException | None = None
 
 
 class PipelineBatchExecutor:
@@ -105,6 +88,8 @@ class PipelineBatchExecutor:
         run_id: the scope's run id in the store (the pipeline derives it).
         progress: True for a progress bar, or a callable fed each ``BatchProgressContext``.
         tracing: spans for the scope and its batches.
+        backend: where batches run.
+        origins: what set each context field, for error messages.
     """
 
     def __init__(
@@ -120,6 +105,8 @@ class PipelineBatchExecutor:
         progress: bool | Callable[[BatchProgressContext], Any] = False,
         tracing: Tracing | None = None,
         backend: Backend | None = None,
+        origins: Mapping[str, str] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.scope = scope
         self.run_steps = run_steps
@@ -130,27 +117,38 @@ class PipelineBatchExecutor:
         self.run_id = run_id
         self.progress = progress
         self.tracing = tracing or Tracing()
-        self._failed_agent: dict[int, str] = {}
-        self._failures: dict[int, PipelineFailure] = {}
         self.backend: Backend = backend or LocalBackend()
-        self._batch_outputs: dict[int, list[Any]] = {}
+        self.origins = origins or {}
+        self.should_stop = should_stop
+        self._failed_agent: dict[int, str] = {}
+        self._errors: dict[int, BaseException] = {}
+        self._failures: dict[int, PipelineFailure] = {}
+        self._fields_cache: dict[int, dict[str, Any]] = {}
+        self._skipped: dict[int, int] = {}
+        self._warned: set[str] = set()
+        self._over = ""
+        self._keys: set[Key] = set()
+        self._stale = False
+        self._orphans: dict[Key, None] = {}
 
     def stream(self, context: dict[str, Any]) -> Iterator[PipelineUpdate | ScopeOutcome]:
         """Yield an update per finished batch, then the ``ScopeOutcome``."""
         scope = self.scope
-        over = resolve_over(scope, context)
+        over = self._over = resolve_over(scope, context, self.origins)
         items: list[Any] = context[over]
         outcome = ScopeOutcome(fields={over: []})
         if not items:
             yield outcome
             return
         chunk_size = len(items) if _env_flag("BATCHLINE_DISABLE_BATCHING") else scope.chunk_size
+        assert chunk_size is not None
         config = scope.config
         base = dict(context)
         started = time.perf_counter()
-        key = config.key
-        pairs = list(enumerate(items))
-        keyed = _FIRST if key is None else _key_of_pair(key)
+        keys = item_keys(items, config.key, scope.name, by_content=self.store is not None)
+        if self.store is not None:
+            self._keys = set(keys)
+        pairs = list(zip(keys, items, strict=True))
         total_batches = -(-len(items) // chunk_size)
         outputs: list[dict[str, Any]] = []
         running: dict[str, Any] = {}
@@ -167,19 +165,21 @@ class PipelineBatchExecutor:
             local = self.backend.name == "local"
             # On another process (Ray) agents are called plainly: tracing stays here.
             plain = NodeRunner(plain_call, self.retry or RetryPolicy.none())
-            steps = self.run_steps if local else plain.run_nodes
             scope_batch = ScopeBatch(
-                scope.name,
-                scope.steps,
-                config.skip_if,
-                config.load_existing,
-                base,
-                over,
-                total_batches,
-                steps,
+                scope=scope.name,
+                steps=scope.steps,
+                skip_if=None if _forced(config.force_reprocess, context) else config.skip_if,
+                load_existing=config.load_existing,
+                persist_batch=config.persist_batch,
+                base=base,
+                over=over,
+                total=total_batches,
+                run_steps=self.run_steps if local else plain.run_nodes,
+                key_field=config.key if isinstance(config.key, str) else None,
+                should_stop=self.should_stop if local else None,
             )
 
-            def traced_batch(batch: Batch[tuple[int, Any]]) -> list[Any]:
+            def traced_batch(batch: Any) -> list[Record]:
                 with self.tracing.span(
                     "batchline.batch",
                     {
@@ -198,12 +198,13 @@ class PipelineBatchExecutor:
                             "batch.duration_ms", (time.perf_counter() - begin) * 1000
                         )
 
-            def progress_of(p: BatchProgress, batch_items: list[Any]) -> BatchProgressContext:
+            def progress_of(p: BatchProgress) -> BatchProgressContext:
+                start = (p.batch_number - 1) * chunk_size
                 return BatchProgressContext(
                     batch_number=p.batch_number,
                     total_batches=total_batches,
                     batch_size=p.batch_size,
-                    items=batch_items,
+                    items=items[start : start + chunk_size],
                     completed_items=p.completed_items,
                     total_items=len(items),
                     percentage=p.percentage if p.percentage is not None else 0.0,
@@ -215,28 +216,26 @@ class PipelineBatchExecutor:
                     attempt=p.attempt,
                 )
 
-            def batch_items(number: int) -> list[Any]:
-                start = (number - 1) * chunk_size
-                return items[start : start + chunk_size]
-
             def on_start(p: BatchProgress) -> None:
                 if _env_flag("BATCHLINE_DEBUG"):
                     log.info(
                         "scope %s: batch %d/%d starts", scope.name, p.batch_number, total_batches
                     )
-                progress = progress_of(p, batch_items(p.batch_number))
-                for hook in config.hooks.get("on_batch_start", ()):
-                    call_hook("on_batch_start", hook, progress)
+                hooks = config.hooks.get("on_batch_start", ())
+                if hooks:
+                    progress = progress_of(p)
+                    for hook in hooks:
+                        call_hook("on_batch_start", hook, progress)
 
             def on_complete(p: BatchProgress, result: BatchOutcome[Any, Any]) -> None:
-                progress = progress_of(p, batch_items(p.batch_number))
-                fields = _fields_of(_payloads(result))
-                if config.persist_batch is not None:
-                    call_hook(
-                        "persist_batch", config.persist_batch, fields.get(over, []), _ReadOnly(base)
-                    )
-                for hook in config.hooks.get("on_batch_complete", ()):
-                    call_hook("on_batch_complete", hook, progress, fields)
+                progress = progress_of(p)
+                hooks = config.hooks.get("on_batch_complete", ())
+                if hooks:
+                    fields = self._fields(result)
+                    self._fields_cache[p.batch_number] = fields
+                    frozen = freeze(fields)
+                    for hook in hooks:
+                        call_hook("on_batch_complete", hook, progress, frozen)
                 if callable(self.progress):
                     call_hook("progress", self.progress, progress)
 
@@ -244,23 +243,20 @@ class PipelineBatchExecutor:
                 agent = getattr(error, "batchline_agent", None)
                 if isinstance(agent, str):
                     self._failed_agent.setdefault(p.batch_number, agent)
-                progress = progress_of(p, batch_items(p.batch_number))
+                self._errors.setdefault(p.batch_number, error)
+                progress = progress_of(p)
                 for hook in config.hooks.get("on_batch_error", ()):
                     call_hook("on_batch_error", hook, progress, error)
                 if callable(self.progress):
                     call_hook("progress", self.progress, progress)
 
             watch_start = bool(config.hooks.get("on_batch_start")) or _env_flag("BATCHLINE_DEBUG")
-            watch_complete = (
-                bool(config.hooks.get("on_batch_complete"))
-                or config.persist_batch is not None
-                or callable(self.progress)
-            )
+            watch_complete = bool(config.hooks.get("on_batch_complete")) or callable(self.progress)
             stream = stream_batches(
                 pairs,
                 traced_batch if local and self.tracing.enabled else scope_batch,
                 chunk_size=chunk_size,
-                key=keyed,
+                key=_FIRST,
                 store=self.store or MemoryStateStore(keep_results=False, require_json=False),
                 run_id=self.run_id,
                 max_concurrency=self.max_concurrency,
@@ -270,22 +266,44 @@ class PipelineBatchExecutor:
                 on_batch_complete=on_complete if watch_complete else None,
                 on_batch_error=on_error,
                 progress=self.progress is True,
-                handle_signals=False,
+                handle_signals=True,
                 backend=self.backend,
             )
             try:
                 for result in stream:
+                    if result.failures and all(f.error_type == "StopRun" for f in result.failures):
+                        continue  # stopped before it ran (an interrupt): pending, not failed
                     fields = self._account(outcome, result)
                     if fields is not None:
-                        merge_into(running, fields, source=f"scope {scope.name}")
+                        merge_into(
+                            running,
+                            fields,
+                            source=f"scope {scope.name}",
+                            on_conflict=self._conflict,
+                        )
                         outputs.append(fields)
-                    snapshot = _Snapshot(base, running, outputs)
+                    snapshot = Snapshot(base, running, outputs)
                     yield self._update(result, fields, snapshot, total_batches)
+            except RunInterrupted as exc:
+                outcome.interrupted = exc
             except BatchRunError as exc:
-                outcome.stopped = exc
+                if self.should_stop is not None and self.should_stop():
+                    outcome.interrupted = RunInterrupted(str(exc), exc.result)  # see ScopeBatch
+                else:
+                    outcome.stopped = exc
+                    first = min(self._errors) if self._errors else None
+                    outcome.cause = self._errors[first] if first is not None else exc
             _count(outcome, stream.stats)
             scope_span.set_attribute("scope.failed_batches", len(outcome.failures))
         running.setdefault(over, [])
+        self._adopt_orphans(running)
+        if self._stale:
+            self._warn(
+                f"scope `{scope.name}`: on this resume the list {over!r} changed, and fields "
+                "computed per batch (not per item) in the earlier run covered items that are no "
+                "longer in it (or were computed together with them); they are kept as they "
+                "were. Compute such totals after the scope, from the merged list."
+            )
         if _env_flag("BATCHLINE_DEBUG"):
             log.info(
                 "scope %s: merged %d batches into fields %s",
@@ -296,18 +314,65 @@ class PipelineBatchExecutor:
         outcome.fields = running
         yield outcome
 
+    def _fields(self, result: BatchOutcome[Any, Any]) -> dict[str, Any]:
+        """The fields a batch produced, rebuilt from its item records."""
+        records: list[Record | None] = result.results
+        outputs, extras, skipped = read_records(records)
+        self._skipped[result.batch.number] = skipped
+        fields: dict[str, Any] = {self._over: outputs}
+        if len(extras) == 1:
+            fields.update(extras[0])
+        elif extras:
+            fields.update(merge_outputs(extras, on_conflict=self._conflict))
+        if result.resumed_items and self._keys:
+            self._check_stale(records)
+        return fields
+
+    def _check_stale(self, records: list[Record | None]) -> None:
+        keys = self._keys
+        for record in records:
+            if type(record) is not dict:
+                continue
+            if any(key not in keys for key in record.get("g", ())):
+                self._stale = True
+            carrier = record.get("c")
+            if carrier is not None and carrier not in keys:
+                self._orphans[carrier] = None
+
+    def _adopt_orphans(self, running: dict[str, Any]) -> None:
+        """Batch-level fields whose batch's first item left the list: keep them.
+
+        On a resume after the list changed, a batch of the earlier run may have lost
+        its first item (which holds the fields computed for the whole batch) while
+        other items of it stay. Those fields are read back from the store and merged,
+        so nothing the staying items contributed is lost.
+        """
+        if not self._orphans or self.store is None or self.run_id is None:
+            return
+        found = self.store.lookup(self.run_id, list(self._orphans))
+        for key in self._orphans:
+            record = found.get(key)
+            result = record.result if record is not None and record.status == "done" else None
+            if isinstance(result, dict) and "x" in result:
+                merge_into(running, result["x"], on_conflict=self._conflict)
+                self._stale = True
+
     def _account(
         self, outcome: ScopeOutcome, result: BatchOutcome[Any, Any]
     ) -> dict[str, Any] | None:
-        """Record a finished batch's failure; return the fields it produced (None if it
-        failed). Item and batch counts are the engine's (``_count``)."""
+        """Record a finished batch's failure; return the fields it produced (None if all
+        its items failed). Item and batch counts are the engine's (``_count``)."""
+        size = len(result.batch.items)
+        failed = sum(len(failure.keys) for failure in result.failures)
         if result.failures:
             outcome.failures.append(self._failure(result))
+        if failed >= size:
             return None
-        payloads = _payloads(result)
-        for payload in payloads:
-            outcome.skipped += int(payload.get("skipped", 0))
-        return _fields_of(payloads)
+        number = result.batch.number
+        cached = self._fields_cache.pop(number, None)
+        fields = cached if cached is not None else self._fields(result)
+        outcome.skipped += self._skipped.pop(number, 0)
+        return fields
 
     def _failure(self, result: BatchOutcome[Any, Any]) -> PipelineFailure:
         """The failure of a batch, made once and cached (counted and streamed alike)."""
@@ -315,16 +380,34 @@ class PipelineBatchExecutor:
         cached = self._failures.get(number)
         if cached is None:
             first = result.failures[0]
+            failed = result.failed_keys
             cached = self._failures[number] = PipelineFailure(
                 scope=self.scope.name,
                 batch_number=number,
                 agent=self._failed_agent.get(number, self.scope.name),
-                items=[item for _, item in result.batch.items],
+                items=[item for key, item in result.batch.items if key in failed],
                 error_type=first.error_type,
                 message=first.message,
                 attempts=first.attempts,
             )
         return cached
+
+    def _conflict(self, path: str, old: Any, new: Any) -> None:
+        """A value computed per batch was overwritten by a later batch: warn once per field."""
+        if path in self._warned:
+            return
+        self._warned.add(path)
+        self._warn(
+            f"scope `{self.scope.name}`: field {path!r} has different values in different "
+            f"batches; the last one wins ({_short(new)} replaces {_short(old)}), so it "
+            "describes one batch, not the whole list. Batches concatenate lists and merge "
+            "dicts key by key, but numbers and strings are replaced: compute totals and "
+            "counts after the scope (in an agent after its terminator), from the merged list."
+        )
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        warnings.warn(message, PipelineWarning, stacklevel=2)
 
     def _update(
         self,
@@ -345,135 +428,6 @@ class PipelineBatchExecutor:
         )
 
 
-class _Snapshot(Mapping[str, Any]):
-    """The context as it stood after a batch: built lazily, only when read.
-
-    List fields are prefixes of the running (append-only) lists; other fields are
-    merged from the batch outputs so far on first access. Nothing is copied for
-    updates nobody reads, so streaming stays linear.
-    """
-
-    __slots__ = ("_base", "_cache", "_count", "_lengths", "_outputs", "_running")
-
-    def __init__(
-        self, base: Mapping[str, Any], running: dict[str, Any], outputs: list[dict[str, Any]]
-    ) -> None:
-        self._base = base
-        self._running = running
-        self._outputs = outputs
-        self._count = len(outputs)
-        self._lengths = {
-            name: len(value) for name, value in running.items() if isinstance(value, list)
-        }
-        self._cache: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name in self._cache:
-            return self._cache[name]
-        if name in self._lengths:
-            value: Any = self._running[name][: self._lengths[name]]
-        elif name in self._running and self._count:
-            value = merge_outputs([out for out in self._outputs[: self._count] if name in out]).get(
-                name, self._base.get(name)
-            )
-            if name not in self._base and value is None:
-                raise KeyError(name)
-        else:
-            value = self._base[name]
-        self._cache[name] = value
-        return value
-
-    def _names(self) -> list[str]:
-        scope = [
-            n
-            for n in self._running
-            if n in self._lengths or any(n in out for out in self._outputs[: self._count])
-        ]
-        return [*scope, *(n for n in self._base if n not in scope)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-
-@dataclass
-class ScopeBatch:
-    """One batch of a scope, as a picklable callable (Ray ships it to a worker)."""
-
-    scope: str
-    steps: tuple[Any, ...]
-    skip_if: Any
-    load_existing: Any
-    base: dict[str, Any]
-    over: str
-    total: int
-    run_steps: RunSteps
-
-    def __call__(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
-        chunk = list(map(_SECOND, batch.items))
-        loaded: dict[int, Any] = {}
-        skipped = 0
-        if self.skip_if is None:
-            run_offsets: list[int] | range = range(len(chunk))
-            to_run = chunk
-        else:
-            view = _ReadOnly(self.base)
-            run_offsets = []
-            for offset, item in enumerate(chunk):
-                if self.skip_if(item, view):
-                    existing = self.load_existing(item, view) if self.load_existing else None
-                    if existing is not None:
-                        loaded[offset] = existing
-                    else:
-                        skipped += 1
-                else:
-                    run_offsets.append(offset)
-            to_run = [chunk[i] for i in run_offsets]
-        context = dict(self.base)
-        context[self.over] = to_run
-        context[BATCH_KEY] = {
-            "number": batch.number,
-            "total": self.total,
-            "size": len(chunk),
-            "index": batch.index,
-        }
-        produced: dict[str, Any] = {}
-        if to_run:
-            try:
-                produced = self.run_steps(self.steps, context)
-            except StepError as exc:
-                exc.batchline_agent = exc.step_name  # type: ignore[attr-defined]
-                raise
-            except Exception as exc:
-                if not hasattr(exc, "batchline_agent"):
-                    exc.batchline_agent = self.scope  # type: ignore[attr-defined]
-                raise
-        produced.pop(BATCH_KEY, None)
-        processed = produced.get(self.over, to_run)
-        if not isinstance(processed, list):
-            processed = [processed]
-        if loaded:
-            if len(processed) == len(to_run):
-                by_offset = dict(zip(run_offsets, processed, strict=True))
-                by_offset.update(loaded)
-                processed = [by_offset[i] for i in sorted(by_offset)]
-            else:
-                log.warning(
-                    "scope %s batch %d: agents returned %d items for %d processed; loaded "
-                    "results are appended after them",
-                    self.scope,
-                    batch.number,
-                    len(processed),
-                    len(to_run),
-                )
-                processed = [*processed, *(loaded[i] for i in sorted(loaded))]
-        produced[self.over] = processed
-        payload = {"fields": produced, "skipped": skipped}
-        return [payload, *([None] * (len(batch.items) - 1))]
-
-
 def _count(outcome: ScopeOutcome, stats: RunStats) -> None:
     """The scope's counts, as the engine counted them (final once its stream ended)."""
     outcome.batches = stats.batches
@@ -484,46 +438,21 @@ def _count(outcome: ScopeOutcome, stats: RunStats) -> None:
     outcome.retries = stats.retries
 
 
-def _payloads(result: BatchOutcome[Any, Any]) -> list[dict[str, Any]]:
-    """The batch payloads of an outcome (one per commit; the other items hold None)."""
-    return [payload for payload in result.results if payload is not None]
-
-
-def _fields_of(payloads: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fields a batch produced (merged over its commits, when resumed in parts)."""
-    parts = [payload["fields"] for payload in payloads if "fields" in payload]
-    if len(parts) == 1:
-        return dict(parts[0])
-    return merge_outputs(parts)
-
-
 _FIRST = itemgetter(0)
-_SECOND = itemgetter(1)
 
 
-def _key_of_pair(key: Any) -> Callable[[tuple[int, Any]], Any]:
-    if isinstance(key, str):
-        return lambda pair: pair[1][key]
-    return lambda pair: key(pair[1])
+FORCE_REPROCESS = "force_reprocess"
+"""A truthy ``context["force_reprocess"]`` makes every scope ignore ``skip_if`` (as in RAAF)."""
+
+
+def _forced(declared: bool, context: Mapping[str, Any]) -> bool:
+    return declared or bool(context.get(FORCE_REPROCESS))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-class _ReadOnly(Mapping[str, Any]):
-    """A read-only view of a dict (cheaper to reason about than a copy)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, name: str) -> Any:
-        return self._data[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)

@@ -56,14 +56,23 @@ class FunctionAgent(Agent):
 
 @dataclass(frozen=True, eq=False, slots=True)
 class Step(Node):
-    """One agent in a flow."""
+    """One agent in a flow.
+
+    Attributes:
+        agent: the agent instance that runs.
+        source: what was written in the flow: the agent class, the instance, or the
+            plain function (what ``BatchingScope`` reports as its agents).
+    """
 
     agent: Agent
+    source: Any = field(default=None, compare=False)
     name: str = field(init=False, repr=False)
     requires: tuple[str, ...] = field(init=False, repr=False)
     provides: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.source is None:
+            object.__setattr__(self, "source", self.agent)
         object.__setattr__(self, "name", self.agent.name)
         object.__setattr__(self, "requires", tuple(getattr(self.agent, "requires", ())))
         object.__setattr__(self, "provides", tuple(getattr(self.agent, "provides", ())))
@@ -146,16 +155,16 @@ def to_node(value: object) -> Node:
         return value
     if isinstance(value, type) and issubclass(value, Agent):
         try:
-            return Step(value())
+            return Step(value(), value)
         except TypeError as exc:
             raise ConfigurationError(
                 f"agent class {value.__name__} cannot be created without arguments ({exc}); "
                 f"put an instance in the flow instead, e.g. {value.__name__}(...)."
             ) from exc
     if isinstance(value, Agent):
-        return Step(value)
+        return Step(value, value)
     if callable(value):
-        return Step(FunctionAgent(value))
+        return Step(FunctionAgent(value), value)
     raise ConfigurationError(
         f"cannot put {value!r} ({type(value).__name__}) in a flow; expected an Agent class or "
         "instance, a function context -> dict, or a flow built with >> and |."

@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import nullcontext
 from typing import Any
 
 from opentelemetry import trace
 
 from batchline.backends import Backend, resolve_backend
-from batchline.engine import RetryPolicy, RunSession, child_run_id
-from batchline.errors import ConfigurationError
+from batchline.engine import RetryPolicy, RunSession, child_run_id, interruption_message
+from batchline.errors import BatchRunError, ConfigurationError, RunInterrupted
 from batchline.observe.tracing import Tracing
 from batchline.pipeline.calls import run_parallel
-from batchline.pipeline.errors import PipelineBatchError, StepError
+from batchline.pipeline.errors import PipelineBatchError, PipelineInterrupted
 from batchline.pipeline.executor import PipelineBatchExecutor, ScopeOutcome
 from batchline.pipeline.flow import Chunked, Node, Step, to_node
+from batchline.pipeline.interrupt import InterruptGuard, signal_name
 from batchline.pipeline.progress import BatchProgressContext
 from batchline.pipeline.result import PipelineFailure, PipelineResult, PipelineStats, PipelineUpdate
 from batchline.pipeline.scopes import BatchingScope, ParallelUnit, ScopeUnit, Unit, compile_flow
@@ -109,11 +112,16 @@ class Pipeline:
         if not self.scopes and not self.tracing.enabled and isinstance(context, dict | None):
             # No scope, nobody tracing: the agents one after another, nothing else.
             started = time.perf_counter()
-            current = dict(context or {})
-            for unit in self.units:
-                current.update(self._run_unit(unit, current))
-            stats = PipelineStats(duration=time.perf_counter() - started)
-            return PipelineResult(current, [], stats, self.run_id)
+            state = _RunState(dict(context or {}))
+            try:
+                for unit in self.units:
+                    state.current = _unit_name(unit)
+                    state.context.update(self._run_unit(unit, state.context, state))
+            except KeyboardInterrupt as exc:
+                state.stats.duration = time.perf_counter() - started
+                raise self._interrupted(state, exc) from exc
+            state.stats.duration = time.perf_counter() - started
+            return PipelineResult(state.context, [], state.stats, self.run_id)
         result: PipelineResult | None = None
         for update in self.stream(context):
             if update.done:
@@ -130,6 +138,7 @@ class Pipeline:
             )
         state = _RunState(dict(context or {}))
         started = time.perf_counter()
+        guard = InterruptGuard()
         # With a store, the pipeline run itself holds a session (its scopes are child runs).
         session = (
             RunSession(self.store, self.run_id, meta={"kind": "pipeline"})
@@ -137,25 +146,37 @@ class Pipeline:
             else None
         )
         with (
+            guard,
             session or nullcontext(),
             self.tracing.span(
                 "batchline.pipeline",
                 {"pipeline.flow": repr(self.flow)[:200], "pipeline.run_id": self.run_id or ""},
             ) as span,
         ):
+            state.guard = guard
             try:
                 yield from self._run_units(self.units, state, path="")
+            except KeyboardInterrupt as exc:
+                if isinstance(exc, PipelineInterrupted):
+                    raise
+                state.interrupted = exc
             finally:
                 state.stats.duration = time.perf_counter() - started
                 span.set_attribute("pipeline.failed_batches", len(state.failures))
-            if session is not None and (state.failures or state.stopped is not None):
-                session.final_status = "stopped" if state.stopped is not None else "failed"
+            if guard:
+                state.signal_number = guard.signal_number
+                if state.interrupted is None:
+                    state.interrupted = KeyboardInterrupt()
+            if session is not None:
+                if state.interrupted is not None:
+                    session.final_status = "interrupted"
+                elif state.failures or state.stopped is not None:
+                    session.final_status = "stopped" if state.stopped is not None else "failed"
+        if state.interrupted is not None:
+            raise self._interrupted(state, state.interrupted) from state.interrupted
         result = state.result(self.run_id)
         if state.stopped is not None:
-            raise PipelineBatchError(
-                f"pipeline stopped after a failed batch (on_error='stop'): {state.stopped}",
-                result,
-            )
+            raise PipelineBatchError(self._stop_message(state), result) from state.cause
         yield PipelineUpdate(
             scope="",
             batch_number=0,
@@ -176,40 +197,53 @@ class Pipeline:
         self, units: tuple[Unit, ...], state: _RunState, path: str
     ) -> Iterator[PipelineUpdate]:
         for number, unit in enumerate(units):
-            if state.stopped is not None:
+            if state.halted:
                 return
+            state.current = _unit_name(unit)
             if isinstance(unit, ScopeUnit):
-                yield from self._run_scope(unit.scope, state, f"{path}{number}")
+                outcome = yield from self._run_scope(unit.scope, state, f"{path}{number}")
+                state.absorb(outcome)
+                state.note(outcome.fields, state.current)
             else:
-                state.context.update(self._run_unit(unit, state.context))
+                produced = self._run_unit(unit, state.context, state)
+                state.context.update(produced)
+                state.note(produced, state.current)
 
-    def _run_unit(self, unit: Unit, context: dict[str, Any]) -> dict[str, Any]:
+    def _run_unit(self, unit: Unit, context: dict[str, Any], state: _RunState) -> dict[str, Any]:
         if isinstance(unit, Step | Chunked):
             return self.nodes.run_node(unit, context)
         if isinstance(unit, ParallelUnit):
-            branches = [self._branch(branch) for branch in unit.branches]
+            branches = [self._branch(branch, state) for branch in unit.branches]
             names = [repr(node) for node in unit.node.branches]
             return run_parallel(branches, context, names)
         raise AssertionError(f"unexpected unit {unit!r}")  # pragma: no cover
 
-    def _branch(self, units: tuple[Unit, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def _branch(
+        self, units: tuple[Unit, ...], state: _RunState
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """A parallel branch: its units on the branch's copy of the context.
+
+        A scope in a branch counts into the run's failures and stats like any other;
+        the fields it produced are the branch's output.
+        """
+
         def run(context: dict[str, Any]) -> dict[str, Any]:
             produced: dict[str, Any] = {}
             for unit in units:
                 if isinstance(unit, ScopeUnit):
-                    state = _RunState(context)
-                    for _ in self._run_scope(unit.scope, state, f"branch-{unit.scope.index}"):
-                        pass
-                    if state.failures:
-                        raise StepError(
-                            f"scope `{unit.scope.name}` in a parallel branch had "
-                            f"{len(state.failures)} failed batch(es): "
-                            f"{state.failures[0].error_type}: {state.failures[0].message}",
-                            unit.scope.name,
-                        )
-                    new = {k: v for k, v in state.context.items() if context.get(k) is not v}
+                    local = _RunState(context, origins=state.origins)
+                    local.guard = state.guard
+                    steps = self._run_scope(unit.scope, local, f"branch-{unit.scope.index}")
+                    outcome = _exhaust(steps)
+                    with state.lock:
+                        state.absorb(outcome, update_context=False)
+                    new = outcome.fields
+                    if outcome.stopped is not None or outcome.interrupted is not None:
+                        context.update(new)
+                        produced.update(new)
+                        break
                 else:
-                    new = self._run_unit(unit, context)
+                    new = self._run_unit(unit, context, state)
                 context.update(new)
                 produced.update(new)
             return produced
@@ -224,7 +258,7 @@ class Pipeline:
 
     def _run_scope(
         self, scope: BatchingScope, state: _RunState, path: str
-    ) -> Iterator[PipelineUpdate]:
+    ) -> Generator[PipelineUpdate, None, ScopeOutcome]:
         executor = PipelineBatchExecutor(
             scope,
             self.nodes.run_nodes,
@@ -236,23 +270,131 @@ class Pipeline:
             progress=self.progress,
             tracing=self.tracing,
             backend=self.backend,
+            origins=state.origins,
+            should_stop=state.guard.__bool__ if state.guard is not None else None,
         )
         for item in executor.stream(state.context):
             if isinstance(item, ScopeOutcome):
-                state.absorb(item)
-            else:
-                yield item
+                return item
+            yield item
+        raise AssertionError("a scope ended without its outcome")  # pragma: no cover
+
+    # -- how a run ends ---------------------------------------------------------------
+
+    def _interrupted(self, state: _RunState, exc: BaseException) -> PipelineInterrupted:
+        """The ``PipelineInterrupted`` for a signal, naming the run and how to resume."""
+        signum = state.signal_number
+        if isinstance(exc, RunInterrupted) and exc.signal_number is not None:
+            signum = exc.signal_number
+        if signum is None and not isinstance(exc, RunInterrupted):
+            signum = signal.SIGINT  # a bare KeyboardInterrupt: Ctrl-C without a handler
+        during = f"it stopped during {state.current}" if state.current else "it stopped"
+        if self.store is not None and self.run_id is not None:
+            where = f"{during}; the batches committed so far are saved in {self.store.location}"
+            resume = (
+                f"Run it again with the same store and run_id={self.run_id!r} to resume: only "
+                "the missing items of each scope run (steps outside scopes run again)."
+            )
+        else:
+            where = f"{during}; nothing was saved (no store)"
+            resume = (
+                "Running it again starts over; pass store=SQLiteStateStore(...) and "
+                "run_id=... to make runs resumable."
+            )
+        if self.run_id is not None:
+            message = "pipeline " + interruption_message(
+                self.run_id,
+                where=where,
+                resume=resume,
+                signal_number=signum,
+                items_done=state.stats.succeeded,
+            )
+        else:
+            message = (
+                f"pipeline interrupted by {signal_name(signum)} after {state.stats.succeeded} "
+                f"items; {where}. {resume}"
+            )
+        return PipelineInterrupted(message, state.result(self.run_id), signum, self.run_id)
+
+    def _stop_message(self, state: _RunState) -> str:
+        """Why the run stopped: the scope, batch and agent that failed, and what to do."""
+        run = f"pipeline run {self.run_id!r}" if self.run_id else "pipeline"
+        failure = state.stop_failure
+        if failure is None:
+            what = f"{run} stopped: {state.stopped}"
+        else:
+            what = (
+                f"{run} stopped (on_error='stop'): batch {failure.batch_number} of scope "
+                f"`{failure.scope}` failed in agent `{failure.agent}` after {failure.attempts} "
+                f"attempt(s): {failure.error_type}: {failure.message}"
+            )
+        if self.store is not None and self.run_id is not None:
+            hint = (
+                f"Fix the cause and run it again with the same store and run_id="
+                f"{self.run_id!r}: it resumes, running only the failed and missing items."
+            )
+        else:
+            hint = (
+                "Fix the cause and run it again (it starts over: no store was given), or "
+                "pass on_error='continue' to keep going past failed batches."
+            )
+        return f"{what}. The error's .result holds what finished before it. {hint}"
+
+
+def _exhaust(steps: Generator[PipelineUpdate, None, ScopeOutcome]) -> ScopeOutcome:
+    """Run a scope generator to its end and return its outcome."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            outcome: ScopeOutcome = stop.value
+            return outcome
+
+
+def _unit_name(unit: Unit) -> str:
+    if isinstance(unit, ScopeUnit):
+        return f"scope `{unit.scope.name}`"
+    if isinstance(unit, ParallelUnit):
+        return f"parallel group `{unit.node!r}`"
+    return f"agent `{unit.name}`"
 
 
 class _RunState:
-    def __init__(self, context: dict[str, Any]) -> None:
+    """Everything one run accumulates: context, failures, counts, and why it ended."""
+
+    def __init__(self, context: dict[str, Any], origins: dict[str, str] | None = None) -> None:
         self.context = context
         self.failures: list[PipelineFailure] = []
         self.stats = PipelineStats()
-        self.stopped: Exception | None = None
+        self.stopped: BatchRunError | None = None
+        self.stop_failure: PipelineFailure | None = None
+        self.cause: BaseException | None = None
+        self.interrupted: BaseException | None = None
+        self.signal_number: int | None = None
+        self.guard: InterruptGuard | None = None
+        self.current = ""
+        self.lock = threading.Lock()
+        if origins is None:
+            origins = dict.fromkeys(context, "the initial context")
+        self.origins = origins
 
-    def absorb(self, outcome: ScopeOutcome) -> None:
-        self.context.update(outcome.fields)
+    @property
+    def halted(self) -> bool:
+        """True when no further unit may start (stopped, interrupted, or a signal came)."""
+        if self.guard:
+            self.signal_number = self.guard.signal_number if self.guard else None
+            return True
+        return self.stopped is not None or self.interrupted is not None
+
+    def note(self, produced: Mapping[str, Any], unit: str) -> None:
+        """Remember which unit set each field (for error messages)."""
+        for name in produced:
+            self.origins[name] = unit
+
+    def absorb(self, outcome: ScopeOutcome, *, update_context: bool = True) -> None:
+        """Count a finished scope (and take its fields into the context)."""
+        if update_context:
+            self.context.update(outcome.fields)
         self.failures.extend(outcome.failures)
         stats = self.stats
         stats.scopes += 1
@@ -263,8 +405,12 @@ class _RunState:
         stats.skipped += outcome.skipped
         stats.resumed += outcome.resumed
         stats.retries += outcome.retries
-        if outcome.stopped is not None:
+        if outcome.interrupted is not None and self.interrupted is None:
+            self.interrupted = outcome.interrupted
+        if outcome.stopped is not None and self.stopped is None:
             self.stopped = outcome.stopped
+            self.cause = outcome.cause
+            self.stop_failure = outcome.failures[0] if outcome.failures else None
 
     def result(self, run_id: str | None) -> PipelineResult:
         self.context.pop("_batch", None)

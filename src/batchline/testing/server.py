@@ -1,10 +1,15 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1, for tests and benchmarks.
 
 It answers ``POST /v1/chat/completions`` and ``GET /v1/models`` deterministically:
-it echoes the last user message, or fills the requested JSON schema. It can inject
-the faults real providers have: latency, 429s with ``Retry-After``, 500s, requests
-that hang past the client's timeout, malformed JSON, and requests- and tokens-per-minute
-limits it enforces over a sliding minute.
+it echoes the last user message, or fills the requested JSON schema, and honours
+``max_tokens`` (a longer answer is cut, ``finish_reason: "length"``). It can inject
+the faults real providers have: latency, 429s, 500s, requests that hang past the client's
+timeout, malformed JSON, and requests- and tokens-per-window limits it enforces over a
+sliding window (a minute by default). Its 429s say how long to wait in any of the header
+styles found in the wild (``retry_style``), it can advertise its limits
+(``x-ratelimit-limit-*`` / ``-remaining-*`` / ``-reset-*``), report a proxy's cost
+(LiteLLM's ``x-litellm-response-cost``), and reject ``json_schema`` response formats the
+way llama.cpp's server does.
 
     with OpenAICompatibleServer(latency=0.05) as server:
         model = ChatModel("test-model", base_url=server.base_url, api_key="test")
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
 import json
 import random
 import threading
@@ -30,6 +36,18 @@ from batchline.testing.anthropic_api import AnthropicAPI
 from batchline.testing.batch_api import BatchAPI, chat_answer
 
 Responder = Callable[[list[dict[str, Any]], dict[str, Any]], str | None]
+RETRY_STYLES = ("retry-after", "http-date", "retry-after-ms", "reset", "proxy", "none")
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` the way OpenAI writes ``x-ratelimit-reset-*``: ``250ms``, ``1.2s``,
+    ``6m0s``."""
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.3g}s"
 
 
 def _tokens(text: str) -> int:
@@ -76,7 +94,18 @@ class OpenAICompatibleServer:
         error_rate: share answered 500.
         timeout_rate: share that hang for ``hang_seconds`` (past a client's timeout).
         malformed_rate: share answered with broken JSON in the message content.
-        rpm_limit, tpm_limit: enforced per sliding minute (429 with a ``Retry-After``).
+        rpm_limit, tpm_limit: enforced per sliding ``rate_window`` (429 with a wait).
+        rate_window: seconds of the sliding window (60: per minute).
+        retry_style: how a 429 says how long to wait: ``retry-after`` (seconds),
+            ``http-date`` (``Retry-After`` as an HTTP date), ``retry-after-ms``, ``reset``
+            (only ``x-ratelimit-reset-requests`` / ``-tokens`` as ``1.2s`` durations, with
+            ``remaining`` 0), ``proxy`` (``x-litellm-retry-after``), or ``none``.
+        ratelimit_headers: advertise ``x-ratelimit-limit-*``, ``-remaining-*`` and
+            ``-reset-*`` on every answer (the limits only when the window is a minute).
+        cost_per_call: send LiteLLM's ``x-litellm-response-cost`` with this value.
+        rate_limit_first: answer the first N requests 429 (waiting ``retry_after``).
+        reject_json_schema: answer a ``json_schema`` response format with HTTP 500
+            ``Input should be 'text' or 'json_object'`` (as llama.cpp's server does).
         responder: ``fn(messages, body) -> content`` to script answers (None: default).
         seed: for the fault injection.
         batch: options of the provider batch APIs (``BatchAPI``: ``completion_time``,
@@ -98,10 +127,18 @@ class OpenAICompatibleServer:
         malformed_rate: float = 0.0,
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
+        rate_window: float = 60.0,
+        retry_style: str = "retry-after",
+        ratelimit_headers: bool = False,
+        cost_per_call: float | None = None,
+        reject_json_schema: bool = False,
+        rate_limit_first: int = 0,
         responder: Responder | None = None,
         seed: int = 0,
         batch: Mapping[str, Any] | None = None,
     ) -> None:
+        if retry_style not in RETRY_STYLES:
+            raise ValueError(f"`retry_style` is {retry_style!r}; expected one of {RETRY_STYLES}")
         self.host = host
         self.port = port
         self.latency = latency
@@ -113,6 +150,14 @@ class OpenAICompatibleServer:
         self.malformed_rate = malformed_rate
         self.rpm_limit = rpm_limit
         self.tpm_limit = tpm_limit
+        self.rate_window = rate_window
+        self.retry_style = retry_style
+        self.ratelimit_headers = ratelimit_headers
+        self.cost_per_call = cost_per_call
+        self.reject_json_schema = reject_json_schema
+        self.rate_limit_first = rate_limit_first
+        self.accepted_at: list[float] = []  # monotonic times of the answers given (200s)
+        self.log: list[tuple[float, int]] = []  # (monotonic arrival time, status) per request
         self.responder = responder
         self._rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
@@ -195,34 +240,81 @@ class OpenAICompatibleServer:
             }
         )
 
-    def _limited(self, tokens: int) -> float | None:
-        """Seconds to wait if this request would break the per-minute limits, else None."""
+    def _limited(self, tokens: int) -> tuple[float | None, dict[str, str]]:
+        """Seconds to wait if this request would break the window's limits (else None),
+        and the ``x-ratelimit-*`` headers that describe the window."""
         if self.rpm_limit is None and self.tpm_limit is None:
-            return None
+            return None, {}
         now = time.monotonic()
+        window = self.rate_window
         with self._lock:
-            while self._window and now - self._window[0][0] >= 60:
+            while self._window and now - self._window[0][0] >= window:
                 self._window_tokens -= self._window.popleft()[1]
             requests = len(self._window)
             used = self._window_tokens
             over_rpm = self.rpm_limit is not None and requests + 1 > self.rpm_limit
             over_tpm = self.tpm_limit is not None and used + tokens > self.tpm_limit
+            wait = None
             if over_rpm or over_tpm:
                 oldest = self._window[0][0] if self._window else now
-                return max(0.05, 60 - (now - oldest))
-            self._window.append((now, tokens))
-            self._window_tokens += tokens
-            return None
+                wait = max(0.05, window - (now - oldest))
+            else:
+                self._window.append((now, tokens))
+                self._window_tokens += tokens
+                requests += 1
+                used += tokens
+            # OpenAI's meaning: the time until the window is whole again (its newest expires)
+            reset = window - (now - self._window[-1][0]) if self._window else 0.0
+        headers: dict[str, str] = {}
+        if self.ratelimit_headers or (wait is not None and self.retry_style == "reset"):
+            if self.rpm_limit is not None:
+                if window == 60 and self.ratelimit_headers:
+                    headers["x-ratelimit-limit-requests"] = str(self.rpm_limit)
+                headers["x-ratelimit-remaining-requests"] = str(
+                    0 if over_rpm else max(0, self.rpm_limit - requests)
+                )
+                headers["x-ratelimit-reset-requests"] = go_duration(max(0.001, reset))
+            if self.tpm_limit is not None:
+                if window == 60 and self.ratelimit_headers:
+                    headers["x-ratelimit-limit-tokens"] = str(self.tpm_limit)
+                headers["x-ratelimit-remaining-tokens"] = str(
+                    0 if over_tpm else max(0, self.tpm_limit - used)
+                )
+                headers["x-ratelimit-reset-tokens"] = go_duration(max(0.001, reset))
+        return wait, headers
+
+    def _wait_headers(self, wait: float) -> dict[str, str]:
+        """How a 429 says "wait ``wait`` seconds", in the configured style."""
+        style = self.retry_style
+        if style == "retry-after":
+            return {"Retry-After": f"{wait:.2f}"}
+        if style == "http-date":  # whole seconds, rounded up (a date has no fractions)
+            return {"Retry-After": email.utils.formatdate(time.time() + wait + 1, usegmt=True)}
+        if style == "retry-after-ms":
+            return {"retry-after-ms": str(max(1, round(wait * 1000)))}
+        if style == "proxy":
+            return {"x-litellm-retry-after": f"{wait:.2f}"}
+        if style == "reset":
+            return {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": go_duration(wait),
+            }
+        return {}
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.counts["requests"] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        arrived = time.monotonic()
+        status = 500
         try:
-            return await self._answer(body)
+            response = await self._answer(body)
+            status = response.status
+            return response
         finally:
             self.in_flight -= 1
+            self.log.append((arrived, status))
 
     async def _answer(self, body: dict[str, Any]) -> web.StreamResponse:
         messages: list[dict[str, Any]] = body.get("messages", [])
@@ -238,27 +330,43 @@ class OpenAICompatibleServer:
             )
         prompt = " ".join(str(m.get("content", "")) for m in messages)
         prompt_tokens = _tokens(prompt)
+        fmt = body.get("response_format") or {}
+        if self.reject_json_schema and fmt.get("type") == "json_schema":
+            self.counts["rejected_schema"] += 1
+            return web.json_response(  # what llama.cpp's server says
+                {
+                    "error": {
+                        "code": 500,
+                        "message": 'response_format type must be one of "text" or '
+                        "\"json_object\": Input should be 'text' or 'json_object'",
+                        "type": "server_error",
+                    }
+                },
+                status=500,
+            )
         roll = self._rng.random()
-        if roll < self.rate_limit_rate:
+        first = self.counts["requests"] <= self.rate_limit_first
+        if first or roll < self.rate_limit_rate:
             self.counts["429"] += 1
             return web.json_response(
                 {"error": {"message": "Rate limit reached (injected)", "type": "rate_limit_error"}},
                 status=429,
-                headers={"Retry-After": f"{self.retry_after:g}"},
+                headers=self._wait_headers(self.retry_after),
             )
         roll -= self.rate_limit_rate
-        wait = self._limited(prompt_tokens + int(body.get("max_tokens") or 16))
+        wait, limit_headers = self._limited(prompt_tokens + int(body.get("max_tokens") or 16))
         if wait is not None:
             self.counts["429"] += 1
             return web.json_response(
                 {
                     "error": {
-                        "message": "Rate limit reached for requests or tokens per minute",
+                        "message": "Rate limit reached for requests or tokens per "
+                        f"{self.rate_window:g}s",
                         "type": "rate_limit_error",
                     }
                 },
                 status=429,
-                headers={"Retry-After": f"{wait:.2f}"},
+                headers={**limit_headers, **self._wait_headers(wait)},
             )
         if roll < self.error_rate:
             self.counts["500"] += 1
@@ -274,8 +382,18 @@ class OpenAICompatibleServer:
         if roll < self.malformed_rate:
             self.counts["malformed"] += 1
             content = content[: max(1, len(content) // 2)] + "{{not json"
+        finish_reason = "stop"
+        limit = body.get("max_tokens")
+        if limit is not None and _tokens(content) > int(limit):
+            content = content[: int(limit) * 4]  # cut where max_tokens ends, as servers do
+            finish_reason = "length"
+            self.counts["truncated"] += 1
         self.counts["200"] += 1
+        self.accepted_at.append(time.monotonic())
         completion_tokens = _tokens(content)
+        headers = dict(limit_headers)
+        if self.cost_per_call is not None:
+            headers["x-litellm-response-cost"] = repr(self.cost_per_call)
         return web.json_response(
             {
                 "id": f"chatcmpl-{self.counts['requests']}",
@@ -285,7 +403,7 @@ class OpenAICompatibleServer:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                         "message": {"role": "assistant", "content": content},
                     }
                 ],
@@ -295,7 +413,8 @@ class OpenAICompatibleServer:
                     "total_tokens": prompt_tokens + completion_tokens,
                     "prompt_tokens_details": {"cached_tokens": 0},
                 },
-            }
+            },
+            headers=headers,
         )
 
     def _content(self, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
@@ -311,8 +430,23 @@ class OpenAICompatibleServer:
             schema = fmt.get("json_schema", {}).get("schema", {})
             return json.dumps(fill_schema(schema, last))
         if fmt.get("type") == "json_object":
-            return json.dumps({"echo": last})
+            schema = _schema_in_prompt(messages)  # a fallback client put it there
+            return json.dumps(fill_schema(schema, last) if schema else {"echo": last})
         return f"echo: {last}"
+
+
+def _schema_in_prompt(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A JSON schema given in a system prompt after ``JSON schema:``, as a model reads it."""
+    for message in messages:
+        text = str(message.get("content", ""))
+        marker = text.find("JSON schema:")
+        if message.get("role") == "system" and marker >= 0:
+            try:
+                schema, _ = json.JSONDecoder().raw_decode(text[marker + 12 :].lstrip())
+            except json.JSONDecodeError:
+                return None
+            return schema if isinstance(schema, dict) else None
+    return None
 
 
 def main() -> None:
@@ -324,6 +458,9 @@ def main() -> None:
     parser.add_argument("--tpm-limit", type=int, default=None)
     parser.add_argument("--rate-limit-rate", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--rate-window", type=float, default=60.0)
+    parser.add_argument("--retry-style", choices=RETRY_STYLES, default="retry-after")
+    parser.add_argument("--ratelimit-headers", action="store_true")
     args = parser.parse_args()
     server = OpenAICompatibleServer(
         port=args.port,
@@ -332,6 +469,9 @@ def main() -> None:
         tpm_limit=args.tpm_limit,
         rate_limit_rate=args.rate_limit_rate,
         error_rate=args.error_rate,
+        rate_window=args.rate_window,
+        retry_style=args.retry_style,
+        ratelimit_headers=args.ratelimit_headers,
     ).start()
     print(f"serving on {server.base_url}", flush=True)
     try:

@@ -17,7 +17,7 @@ from batchline.workflow.tasks import (
     known_tasks,
     register_task,
 )
-from batchline.workflow.templating import render
+from batchline.workflow.templating import render, render_command
 
 __all__ = [
     "BatchContext",
@@ -39,5 +39,6 @@ __all__ = [
     "load_workflow",
     "register_task",
     "render",
+    "render_command",
     "resolve_params",
 ]

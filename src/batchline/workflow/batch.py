@@ -34,12 +34,14 @@ from batchline.engine import (
     split_run_id,
     stream_batches,
 )
-from batchline.errors import BatchRunError
+from batchline.errors import BatchRunError, StopRun
+from batchline.redact import Redactor
 from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
+from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, register_task
-from batchline.workflow.templating import NAMESPACES, Namespace, render
+from batchline.workflow.templating import NAMESPACES, Namespace
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
 
@@ -173,13 +175,39 @@ class BatchState:
         }
 
 
-def _item_result(done: Attempts) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``)."""
-    return item_outcome(done, _wrap)
+def _item_result(done: Attempts, redactor: Redactor | None = None, client_retries: int = 0) -> Any:
+    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``); secret
+    values redacted. ``client_retries`` are the requests a task repeated inside one attempt
+    (an LLM client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
+
+    Raises:
+        StopRun: the task asked the run to stop (a budget): the item is not failed, its
+            chunk stays missing and a resume runs it.
+    """
+    if isinstance(done.error, StopRun):
+        raise done.error
+    done = Attempts(done.value, done.error, done.attempts + client_retries)
+    outcome = item_outcome(done, _wrap)
+    if redactor:
+        if isinstance(outcome, ItemFailed):
+            outcome.message = redactor.text(outcome.message)
+        else:
+            outcome = redactor.data(outcome)
+    return outcome
 
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
     return [value, attempts]
+
+
+def _stop_names() -> set[str]:
+    """Class names of ``StopRun`` and its subclasses: outcomes failed by them were stops."""
+    names, todo = set(), [StopRun]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
 
 
 def _unwrap(stored: Any) -> tuple[Any, int]:
@@ -256,11 +284,22 @@ class ChunkRunner:
 
     def _prepare(self, inputs_context: dict[str, Any]) -> TaskConfig | ItemFailed:
         try:
-            inputs = render(dict(self.nested_inputs), inputs_context, step=self.step)
+            inputs = render_inputs(
+                self.nested_type,
+                self.nested_inputs,
+                inputs_context,
+                step=self.step,
+                max_size=self.settings.get("max_render_size"),
+            )
         except TemplateError as exc:
-            return ItemFailed(exc, 0)
+            failed = ItemFailed(exc, 0)
+            redactor = self.settings.get("redactor")
+            if redactor:
+                failed.message = redactor.text(failed.message)
+            return failed
         if not isinstance(inputs, dict):
             return ItemFailed(TaskError("nested inputs must be a mapping"), 0)
+        settings = {**self.settings, "client_retries": [0]}  # the task adds its own retries
         return TaskConfig(
             name=self.step,
             type=self.nested_type,
@@ -269,7 +308,7 @@ class ChunkRunner:
             base_dir=self.base_dir,
             context=inputs_context,
             raw_inputs=self.nested_inputs,
-            settings=self.settings,
+            settings=settings,
         )
 
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
@@ -279,7 +318,9 @@ class ChunkRunner:
             return task_config
         handler = get_task(self.nested_type)
         done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
-        return _item_result(done)
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
@@ -293,7 +334,9 @@ class ChunkRunner:
                 return await handler(task_config)
 
         done = await aretry_call(attempt, self.policy, stop=self.stop_event())
-        return _item_result(done)
+        return _item_result(
+            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+        )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         gate = asyncio.Semaphore(self.inner)
@@ -400,7 +443,14 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         width = min(chunk_size, concurrency)
         outer = min(chunks, max(1, math.ceil(concurrency / width)))
         inner = math.ceil(concurrency / outer)
-    settings = {"max_concurrency": concurrency, "llm_model": config.settings.get("llm_model")}
+    settings: dict[str, Any] = {
+        "max_concurrency": concurrency,
+        "llm_model": config.settings.get("llm_model"),
+        "llm_prices": config.settings.get("llm_prices"),
+        "confine_paths": config.settings.get("confine_paths", False),
+        "max_render_size": config.settings.get("max_render_size"),
+        "redactor": config.settings.get("redactor"),
+    }
     collects = getattr(handler, "collects", None)
     if callable(collects) and collects(nested_inputs):
         # The nested task gathers its calls into provider jobs (llm, mode: batch): every
@@ -458,15 +508,23 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
 
     on_item = config.settings.get("on_progress")
     stopped: BatchRunError | None = None
+    stop_names = _stop_names()
+    stop_reason: str | None = None
     try:
         for outcome in stream:
             failed_keys = {}
             for failure in outcome.failures:
+                if failure.error_type in stop_names:  # stopped, not failed: left missing
+                    stop_reason = stop_reason or failure.message
+                    continue
                 for key in failure.keys:
                     failed_keys[key] = failure
+            stopped_batch = any(f.error_type in stop_names for f in outcome.failures)
             for (position, _), key, stored in zip(
                 outcome.batch.items, outcome.batch.keys, outcome.results, strict=True
             ):
+                if stopped_batch and key not in failed_keys:
+                    continue
                 if key in failed_keys:
                     failure = failed_keys[key]
                     failed[str(key)] = {
@@ -490,6 +548,12 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         stop.set()
         run_chunk.close()
     if stopped is not None:
+        if stop_reason is not None:  # a budget (or another StopRun): resumable, nothing failed
+            stats = step_stats()
+            raise StopRun(
+                f"step `{config.name}` stopped after {stats['processed']} of {stats['total']} "
+                f"items ({stats['failed']} failed): {stop_reason}"
+            ) from stopped
         raise stopped
     if mode == "chunk":
         results = [r for r in results if r is not None]

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from batchline.workflow.schema import WorkflowSpec, did_you_mean
-from batchline.workflow.templating import references
+from batchline.workflow.shellquote import UNSAFE_FILTERS
+from batchline.workflow.templating import references, unsafe_filters
 from batchline.workflow.yamlfile import Located
 
 
@@ -40,6 +41,25 @@ def static_problems(spec: WorkflowSpec, located: Located) -> list[str]:
         for path, text in sources:
             problems += _check(text, path, declared, before, names, located)
     return problems
+
+
+def unsafe_uses(spec: WorkflowSpec, located: Located) -> list[str]:
+    """Warnings: every ``| shell_unsafe`` (or ``| raw_shell``), which pastes a value into a
+    command as shell code."""
+    warnings: list[str] = []
+    for index, step in enumerate(spec.steps):
+        for path, text in _strings(step.inputs, ("steps", index, "inputs")):
+            for name in unsafe_filters(text):
+                warnings.append(
+                    f"{located.where(path)}: step `{step.name}` uses `| {name}`: that value "
+                    "runs as shell code. Make sure it can never come from items, params, "
+                    "data files or LLM answers; otherwise drop the filter (values are "
+                    "escaped by default)"
+                )
+    return warnings
+
+
+__all__ = ["UNSAFE_FILTERS", "static_problems", "unsafe_uses"]
 
 
 def _check(

@@ -17,8 +17,10 @@ import click
 
 from batchline.engine import child_run_id, is_child_of, split_run_id
 from batchline.errors import BatchlineError, StateError
+from batchline.observe.meters import format_usd
+from batchline.redact import MASK, Redactor, active
 from batchline.state import SQLiteStateStore
-from batchline.workflow.checks import static_problems
+from batchline.workflow.checks import static_problems, unsafe_uses
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.runner import (
     EXIT_INVALID,
@@ -48,8 +50,13 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
+def _redactor() -> Redactor:
+    """Secrets of this process (registered ones and secret-looking env names)."""
+    return active().merged(Redactor.from_env(os.environ))
+
+
 def _fail_invalid(error: WorkflowError) -> None:
-    click.echo(f"error: {error}", err=True)
+    click.echo(f"error: {_redactor().text(str(error))}", err=True)
     sys.exit(EXIT_INVALID)
 
 
@@ -59,18 +66,21 @@ def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
+    redactor = _redactor()
     if output == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        click.echo(json.dumps(redactor.data(result.as_dict()), indent=2, default=str))
     elif not quiet or result.exit_code:
         stream = sys.stderr if result.exit_code else sys.stdout
-        click.echo(f"run {result.run_id}: {result.status}. {result.message}", file=stream)
+        click.echo(
+            redactor.text(f"run {result.run_id}: {result.status}. {result.message}"), file=stream
+        )
         usage = result.usage
         if usage:
             click.echo(
                 f"LLM: {int(usage.get('calls', 0))} calls ({int(usage.get('cached_calls', 0))} "
                 f"from cache), {int(usage.get('prompt_tokens', 0)):,} prompt + "
                 f"{int(usage.get('completion_tokens', 0)):,} completion tokens, "
-                f"${usage.get('cost_usd', 0):.4f}",
+                f"{format_usd(float(usage.get('cost_usd', 0)))}",
                 file=stream,
             )
     sys.exit(result.exit_code)
@@ -140,6 +150,14 @@ def _common(func: Any) -> Any:
                 help="On Ctrl-C, cancel provider batch jobs (llm mode: batch) instead of "
                 "leaving them running for a resume to collect.",
             ),
+            click.option(
+                "--confine-paths",
+                "confine_paths",
+                is_flag=True,
+                default=None,
+                help="Keep file paths inside the base folder and workspace "
+                "(settings.confine_paths).",
+            ),
         ]
     ):
         func = option(func)
@@ -170,6 +188,7 @@ def register(main: click.Group) -> None:
         output: str,
         backend: str | None,
         ray_address: str | None,
+        confine_paths: bool | None,
     ) -> None:
         """Run WORKFLOW (a YAML file) with params given as name=value."""
         try:
@@ -198,6 +217,7 @@ def register(main: click.Group) -> None:
                 out=None if quiet or output == "json" else sys.stderr,
                 backend=backend,
                 ray_address=ray_address,
+                confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -218,6 +238,7 @@ def register(main: click.Group) -> None:
         output: str,
         backend: str | None,
         ray_address: str | None,
+        confine_paths: bool | None,
     ) -> None:
         """Resume RUN_ID: completed steps are restored, only missing and failed items run."""
         folder = Path(workspace) if workspace else _workspace_of(run_id)
@@ -241,6 +262,7 @@ def register(main: click.Group) -> None:
                 out=None if quiet or output == "json" else sys.stderr,
                 backend=backend,
                 ray_address=ray_address,
+                confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:
             _fail_invalid(exc)
@@ -260,6 +282,8 @@ def register(main: click.Group) -> None:
         problems = static_problems(spec, located)
         if problems:
             _fail_invalid(WorkflowError(problems, workflow))
+        for warning in unsafe_uses(spec, located):
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"{workflow}: ok ({len(spec.steps)} steps, {len(spec.params)} params)")
 
     @main.command("export")
@@ -310,6 +334,7 @@ def register(main: click.Group) -> None:
                     "attempts": record.attempts,
                 }
             )
+        rows = _redactor().data(rows)
         handle = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
         try:
             if fmt == "jsonl":
@@ -346,6 +371,18 @@ def _merge_resume_params(
         name: convert_param(name, spec.params[name], value) if name in spec.params else value
         for name, value in given.items()
     }
+    # a param holding a secret was stored as `***`: it must be given again, and is no change
+    hidden = sorted(n for n, v in stored.items() if isinstance(v, str) and MASK in v)
+    missing = [name for name in hidden if name not in given]
+    if missing:
+        raise WorkflowError(
+            [
+                f"the param(s) {', '.join(f'`{n}`' for n in missing)} held a secret, which is "
+                "never stored; pass them again to resume: "
+                + " ".join(f"{n}=VALUE" for n in missing)
+            ]
+        )
+    stored = {name: value for name, value in stored.items() if name not in hidden}
     changes = param_changes(stored, given)
     if changes and not force:
         raise WorkflowError(

@@ -9,35 +9,53 @@ from typing import Any
 from batchline.engine import child_run_id
 from batchline.llm import ChatModel, Usage
 from batchline.llm.batch import JOURNAL_CHILD, BatchJournal, request_name
+from batchline.llm.prices import parse_prices
 from batchline.workflow.errors import TaskError
 from batchline.workflow.tasks import TaskConfig, register_task
 
 _MODELS: dict[tuple[Any, ...], ChatModel] = {}
+_STEPS: dict[tuple[Any, ...], ChatModel] = {}
 _LOCK = threading.Lock()
 
 
 def model_for(config: TaskConfig) -> ChatModel:
-    """One shared ``ChatModel`` per (model, endpoint, workspace): limits and cache are shared."""
+    """The model of one step: its own ``rpm``, ``tpm``, ``max_cost_usd`` and usage, sharing
+    connections, cache and the endpoint's rate governor with every step of the workspace."""
     inputs = config.inputs
     name = str(inputs.get("model") or config.settings.get("llm_model") or "gpt-4o-mini")
     base_url = inputs.get("base_url")
+    prices = {
+        **parse_prices(config.settings.get("llm_prices"), "settings.prices"),
+        **parse_prices(inputs.get("prices"), f"steps.{config.name}.prices"),
+    }
     provider = str(inputs.get("provider") or "openai")
     mode = str(inputs.get("mode") or "online")
     journal_run = _journal_run(config) if mode == "batch" else None
-    key = (
-        name,
-        base_url,
-        str(config.workspace),
+    shared_key = (name, base_url, str(config.workspace), provider, mode, journal_run)
+    limits = (
         inputs.get("max_concurrency"),
-        provider,
-        mode,
-        journal_run,
+        inputs.get("rpm"),
+        inputs.get("tpm"),
+        inputs.get("max_cost_usd"),
+        tuple(sorted(prices.items())),
     )
+    step_key = (*shared_key, config.settings.get("run_id"), config.name, limits)
     with _LOCK:  # chunk threads ask at the same time: make exactly one model per key
-        found = _MODELS.get(key)
-        if found is None:
-            found = _MODELS[key] = _new_model(config, name, base_url, journal_run)
-        return found
+        step = _STEPS.get(step_key)
+        if step is None:
+            shared = _MODELS.get(shared_key)
+            if shared is None:
+                shared = _MODELS[shared_key] = _new_model(
+                    config, name, base_url, journal_run, prices
+                )
+            step = _STEPS[step_key] = shared.with_limits(
+                max_concurrency=int(inputs.get("max_concurrency") or 64),
+                rpm=inputs.get("rpm"),
+                tpm=inputs.get("tpm"),
+                max_cost_usd=inputs.get("max_cost_usd"),
+                prices=prices,
+            )
+        return step
 
 
 def _journal_run(config: TaskConfig) -> str | None:
@@ -49,7 +67,14 @@ def _journal_run(config: TaskConfig) -> str | None:
     return child_run_id(str(step_run), JOURNAL_CHILD)
 
 
-def _new_model(config: TaskConfig, name: str, base_url: Any, journal_run: str | None) -> ChatModel:
+def _new_model(
+    config: TaskConfig,
+    name: str,
+    base_url: Any,
+    journal_run: str | None,
+    prices: dict[str, tuple[float, float, float]],
+) -> ChatModel:
+    """The model shared by the steps that ask the same endpoint in the same mode."""
     inputs = config.inputs
     journal = None
     if journal_run is not None:
@@ -59,10 +84,7 @@ def _new_model(config: TaskConfig, name: str, base_url: Any, journal_run: str | 
             name,
             base_url=base_url,
             cache_dir=Path(config.workspace),
-            max_concurrency=int(inputs.get("max_concurrency") or 64),
-            rpm=inputs.get("rpm"),
-            tpm=inputs.get("tpm"),
-            max_cost_usd=inputs.get("max_cost_usd"),
+            prices=prices,
             provider=str(inputs.get("provider") or "openai"),
             mode=str(inputs.get("mode") or "online"),
             poll_interval=float(inputs.get("poll_interval") or 30.0),
@@ -91,9 +113,10 @@ def _prices(config: TaskConfig, raw: Any) -> dict[str, tuple[float, float, float
 @register_task("llm")
 async def llm_task(config: TaskConfig) -> Any:
     """Ask a model: ``prompt`` (a template), ``system``, ``model``, ``output_schema`` (a JSON
-    schema), ``temperature``, ``max_tokens``, ``cache`` (default true), ``provider``
-    (``openai`` or ``anthropic``), ``mode`` (``online`` or ``batch``: the provider's batch
-    API), ``poll_interval`` (seconds), ``batch_prices``.
+    schema), ``temperature``, ``max_tokens``, ``cache`` (default true), ``prices``,
+    ``allow_truncated`` (default false: an answer cut at ``max_tokens`` fails the item),
+    ``provider`` (``openai`` or ``anthropic``), ``mode`` (``online`` or ``batch``: the
+    provider's batch API), ``poll_interval`` (seconds), ``batch_prices``.
 
     Result: the text, or the parsed object with ``output_schema``.
     """
@@ -109,8 +132,12 @@ async def llm_task(config: TaskConfig) -> Any:
             system=inputs.get("system"),
             output=inputs.get("output_schema"),
             cache=bool(inputs.get("cache", True)),
+            allow_truncated=bool(inputs.get("allow_truncated", False)),
             **options,
         )
+    tally = config.settings.get("client_retries")
+    if isinstance(tally, list) and tally:
+        tally[0] += completion.retries  # the batch task counts them in its `retried` stat
     return completion.parsed if completion.parsed is not None else completion.text
 
 
@@ -129,7 +156,7 @@ def usage_snapshot() -> dict[str, float | int]:
     jobs and batch-mode calls, so a step's usage says which mode it ran in)."""
     total = Usage()
     jobs = batch_calls = 0
-    for model in list(_MODELS.values()):
+    for model in list(_STEPS.values()):
         total.add(model.usage)
         if model.batch is not None:
             jobs += model.batch.submitted_jobs

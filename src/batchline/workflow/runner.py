@@ -20,16 +20,20 @@ from batchline.engine import (
     resolve_awaitable,
     retry_call,
 )
-from batchline.errors import RunInterrupted, StateError
+from batchline.errors import RunInterrupted, StateError, StopRun
+from batchline.observe.meters import cost_line, total_cost
+from batchline.redact import Redactor, register
 from batchline.state import RunInfo, SQLiteStateStore
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
+from batchline.workflow.stepinputs import render_inputs
 from batchline.workflow.tasks import TaskConfig, get_task, known_tasks
 from batchline.workflow.templating import Namespace, render
 from batchline.workflow.yamlfile import load_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STOPPED = 3  # stopped on purpose (a budget reached), nothing failed: resumable
 STATE_FILE = "state.db"
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}
@@ -196,6 +200,11 @@ class WorkflowRunner:
         lease_ttl: seconds of heartbeat silence after which another host may take the run
             over (None: the store's default). The run's session heartbeats every third of
             it, so a step running longer keeps its lease.
+        confine_paths: keep file paths inside the base dir and workspace (default
+            ``settings.confine_paths``).
+
+    Raises:
+        WorkflowError: bad params, or a declared secret missing from the environment.
     """
 
     def __init__(
@@ -212,6 +221,7 @@ class WorkflowRunner:
         backend: str | None = None,
         ray_address: str | None = None,
         lease_ttl: float | None = None,
+        confine_paths: bool | None = None,
     ) -> None:
         self.spec = spec
         self.source = str(Path(source).resolve()) if source else ""
@@ -229,10 +239,28 @@ class WorkflowRunner:
         self.store: SQLiteStateStore | None = None
         self.lease_ttl = lease_ttl
         self._session: RunSession | None = None
+        self.confine_paths = (
+            spec.settings.confine_paths if confine_paths is None else bool(confine_paths)
+        )
+        missing = [n for n in spec.secrets if not os.environ.get(n) and not spec.env.get(n)]
+        if missing:
+            raise WorkflowError(
+                [
+                    f"missing secrets (environment variables declared under `secrets`): "
+                    f"{', '.join(missing)}; set them before running the workflow"
+                ]
+            )
+        secret_params = {  # a param named like a secret (api_key=...) is one too
+            name: value for name, value in self.params.items() if isinstance(value, str)
+        }
+        self.redactor = Redactor.from_env({**os.environ, **spec.env}, spec.secrets).merged(
+            Redactor.from_env(secret_params)
+        )
+        register(self.redactor)
 
     def _say(self, text: str) -> None:
         if self.out is not None:
-            print(text, file=self.out, flush=True)
+            print(self.redactor.text(text), file=self.out, flush=True)
 
     def run(self) -> WorkflowResult:
         """Run every step in order; return the result (never raises for step failures)."""
@@ -248,7 +276,7 @@ class WorkflowRunner:
             "kind": "workflow",
             "workflow": self.spec.name,
             "file": self.source,
-            "params": _jsonable(self.params),
+            "params": self.redactor.data(_jsonable(self.params)),
             "base_dir": str(self.base_dir),
             "workspace": str(self.workspace),
         }
@@ -268,6 +296,10 @@ class WorkflowRunner:
         result = WorkflowResult(self.run_id, "running")
         try:
             namespaces["env"] = self._environment(namespaces)
+            self.redactor = self.redactor.merged(
+                Redactor.from_env(namespaces["env"], self.spec.secrets)
+            )
+            register(self.redactor)
             for index, step in enumerate(self.spec.steps):
                 previous = records.get(step.name)
                 if previous is not None and previous.status in ("completed", "skipped"):
@@ -279,7 +311,14 @@ class WorkflowRunner:
                     )
                     continue
                 before = _llm_usage()
-                record = self._run_step(index, step, namespaces)
+                try:
+                    record = self._redacted(self._run_step(index, step, namespaces))
+                except _Stopped as stop:
+                    result.steps[step.name] = StepRecord(
+                        "stopped", error=str(stop), error_type="StopRun"
+                    )
+                    result.steps[step.name].usage = _usage_delta(before, _llm_usage())
+                    raise
                 record.usage = _usage_delta(before, _llm_usage())
                 result.steps[step.name] = record
                 namespaces["steps"][step.name] = _namespace(record)
@@ -297,6 +336,14 @@ class WorkflowRunner:
                     if failed
                     else "done"
                 )
+        except _Stopped as stop:
+            result.status = "stopped"
+            result.exit_code = EXIT_STOPPED
+            result.message = (
+                f"{stop}. Nothing failed and the state is saved in "
+                f"{self.workspace / STATE_FILE}. Resume with: "
+                f"batchline resume {self.run_id} --workspace {self.workspace}"
+            )
         except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
@@ -309,19 +356,34 @@ class WorkflowRunner:
                 signal_number=getattr(exc, "signal_number", None),
             )
         finally:
-            status = {"completed": "completed", "interrupted": "interrupted"}.get(
-                result.status, "failed"
-            )
+            status = {
+                "completed": "completed",
+                "interrupted": "interrupted",
+                "stopped": "stopped",
+            }.get(result.status, "failed")
             self._session.close(status)  # type: ignore[arg-type]
             self.store.close()
         return result
 
     # -- steps ------------------------------------------------------------------------
 
+    def _redacted(self, record: StepRecord) -> StepRecord:
+        """The record with every secret value replaced by ``***`` (what is kept and shown)."""
+        if self.redactor:
+            record.result = self.redactor.data(record.result)
+            record.error = None if record.error is None else self.redactor.text(record.error)
+        return record
+
     def _environment(self, namespaces: dict[str, Any]) -> Namespace:
         env = Namespace(os.environ)
         for name, value in self.spec.env.items():
-            rendered = render(value, {**namespaces, "env": env}, step="env", input_key=name)
+            rendered = render(
+                value,
+                {**namespaces, "env": env},
+                step="env",
+                input_key=name,
+                max_size=self.spec.settings.max_render_size,
+            )
             env[name] = "" if rendered is None else str(rendered)
         return env
 
@@ -330,7 +392,13 @@ class WorkflowRunner:
         started = time.perf_counter()
         if step.when is not None:
             try:
-                condition = render(step.when, namespaces, step=step.name, input_key="when")
+                condition = render(
+                    step.when,
+                    namespaces,
+                    step=step.name,
+                    input_key="when",
+                    max_size=self.spec.settings.max_render_size,
+                )
             except TemplateError as exc:
                 self._say(f"{label}: template error: {exc}")
                 return StepRecord("failed", error=str(exc), error_type="TemplateError")
@@ -342,7 +410,13 @@ class WorkflowRunner:
         raw = dict(step.inputs)
         nested = raw.pop("task", None) if step.task == "batch" else None
         try:
-            inputs = render(raw, namespaces, step=step.name)
+            inputs = render_inputs(
+                step.task,
+                raw,
+                namespaces,
+                step=step.name,
+                max_size=self.spec.settings.max_render_size,
+            )
         except TemplateError as exc:
             self._say(f"{label}: template error: {exc}")
             return StepRecord(
@@ -363,11 +437,15 @@ class WorkflowRunner:
             raw_inputs=step.inputs,
             settings={
                 "max_concurrency": self.spec.settings.max_concurrency,
+                "llm_prices": self.spec.settings.prices or None,
                 "store": self.store,
                 "run_id": self.run_id,
                 "progress": self.progress,
                 "on_progress": self._batch_progress(label) if step.task == "batch" else None,
                 "backend": self._resolve_backend() if step.task == "batch" else None,
+                "confine_paths": self.confine_paths,
+                "max_render_size": self.spec.settings.max_render_size,
+                "redactor": self.redactor,
             },
         )
         self._say(f"{label} ...")
@@ -381,6 +459,9 @@ class WorkflowRunner:
 
         done = retry_call(call, _step_policy(step), on_retry=retrying)
         attempt = done.attempts
+        if isinstance(done.error, StopRun):  # a budget: stop the run, resumable
+            self._say(f"{label}: stopped: {done.error}")
+            raise _Stopped(str(done.error)) from done.error
         if done.error is not None:  # interrupts are never caught: they end the run
             self._say(f"{label}: failed after {attempt} attempt(s): {done.error}")
             return StepRecord(
@@ -417,13 +498,25 @@ class WorkflowRunner:
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
+        started = time.monotonic()
+        cost_before = total_cost() or 0.0
 
         def report(stats: dict[str, int]) -> None:
             now = time.monotonic()
             done = stats["processed"] + stats["failed"]
             if now - last[0] >= 1.0 or done == stats["total"]:
                 last[0] = now
-                self._say(f"{label}: {done}/{stats['total']} items, {stats['failed']} failed")
+                line = f"{label}: {done}/{stats['total']} items, {stats['failed']} failed"
+                cost_now = total_cost()
+                if cost_now is not None and cost_now > cost_before:
+                    ran = done - stats.get("resumed", 0)  # cost and time are this run's
+                    line += ", " + cost_line(
+                        cost_now - cost_before,
+                        ran,
+                        stats["total"] - stats.get("resumed", 0),
+                        now - started,
+                    )
+                self._say(line)
 
         return report
 
@@ -454,6 +547,10 @@ class WorkflowRunner:
         return records
 
 
+class _Stopped(Exception):  # noqa: N818 - a signal inside the runner, like StopIteration
+    """A step asked the run to stop (``StopRun``, e.g. a budget reached)."""
+
+
 def _llm_usage() -> dict[str, float | int]:
     """What the ``llm`` task has used so far in this process (empty if never loaded)."""
     module = sys.modules.get("batchline.workflow.llm_task")
@@ -469,7 +566,7 @@ def _usage_delta(
     delta = {name: after[name] - before.get(name, 0) for name in after}
     if not delta.get("calls"):
         return None
-    delta["cost_usd"] = round(float(delta["cost_usd"]), 6)
+    delta["cost_usd"] = float(f"{float(delta['cost_usd']):.6g}")  # 6 significant digits
     return delta
 
 
@@ -543,6 +640,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "EXIT_STOPPED",
     "StepRecord",
     "WorkflowResult",
     "WorkflowRunner",

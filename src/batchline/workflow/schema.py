@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from batchline.engine import RetryPolicy
 from batchline.workflow.errors import WorkflowError
+from batchline.workflow.pycode import CODE_TASKS, code_problem
+from batchline.workflow.sandbox import DEFAULT_MAX_RENDER_SIZE
 from batchline.workflow.yamlfile import Located
 
 ParamType = Literal["string", "integer", "number", "boolean", "list", "object"]
@@ -74,6 +76,10 @@ class SettingsSpec(_Strict):
     max_concurrency: int = Field(4, ge=1)
     workspace: str = ".batchline"
     backend: Literal["local", "ray"] = "local"
+    confine_paths: bool = False
+    max_render_size: int = Field(DEFAULT_MAX_RENDER_SIZE, ge=1)
+    # LLM prices in USD per 1M tokens, {model: [input, cached_input, output]}, over genai-prices
+    prices: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkflowSpec(_Strict):
@@ -83,6 +89,7 @@ class WorkflowSpec(_Strict):
     description: str = ""
     params: dict[str, ParamSpec] = Field(default_factory=dict, alias="params")
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
     steps: list[StepSpec] = Field(min_length=1)
 
@@ -93,7 +100,7 @@ class WorkflowSpec(_Strict):
 
 
 _FIELDS: dict[str, list[str]] = {
-    "root": ["name", "description", "params", "args", "env", "settings", "steps"],
+    "root": ["name", "description", "params", "args", "env", "secrets", "settings", "steps"],
     "step": list(StepSpec.model_fields),
     "param": list(ParamSpec.model_fields),
     "settings": list(SettingsSpec.model_fields),
@@ -251,6 +258,10 @@ def _task_problems(
             f"{located.where((*path, 'task'))}: unknown task type `{task}`."
             f"{did_you_mean(task, tasks)} Known tasks: {', '.join(sorted(tasks))}."
         )
+    if task in CODE_TASKS:
+        problem = code_problem(inputs.get("code"))
+        if problem is not None:
+            problems.append(f"{located.where((*path, 'inputs', 'code'))}: {problem}")
     if task == "batch":
         nested = inputs.get("task")
         if not isinstance(nested, dict) or "task" not in nested:

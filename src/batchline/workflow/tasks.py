@@ -22,6 +22,9 @@ from typing import Any
 import yaml
 
 from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.paths import confine
+from batchline.workflow.pycode import code_problem, code_scope
+from batchline.workflow.safeyaml import UnsafeYAMLError, safe_load
 from batchline.workflow.schema import did_you_mean
 from batchline.workflow.templating import render
 
@@ -81,9 +84,19 @@ class TaskConfig:
         return out
 
     def path(self, value: str | os.PathLike[str]) -> Path:
-        """A path from an input, relative ones resolved against ``base_dir``."""
+        """A path from an input, relative ones resolved against ``base_dir``.
+
+        Raises:
+            TaskError: with ``settings.confine_paths``, for a path outside ``base_dir`` and
+                ``workspace``.
+        """
         candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        full = candidate if candidate.is_absolute() else self.base_dir / candidate
+        if self.settings.get("confine_paths"):
+            confine(
+                full, (self.base_dir, self.workspace), step=self.name, given=value, task=self.type
+            )
+        return full
 
     def require(self, key: str) -> Any:
         """An input that must be present."""
@@ -217,7 +230,9 @@ def _strings(values: Mapping[str, Any]) -> dict[str, str]:
 @register_task("python")
 def python_task(config: TaskConfig) -> Any:
     """Call ``function: package.module:func`` with the other inputs as keyword arguments,
-    or run ``code:`` that sets ``result`` (it sees ``inputs``, ``args``, ``env``, ``steps``).
+    or run ``code:`` that sets ``result``. The code is static (a template in it is refused):
+    values reach it as variables (``inputs``, ``args``, ``env``, ``steps``, ``batch``, ...;
+    see :func:`batchline.workflow.pycode.code_scope`).
     """
     inputs = dict(config.inputs)
     if "function" in inputs:
@@ -236,11 +251,10 @@ def python_task(config: TaskConfig) -> Any:
             ) from None
         return func(**inputs)
     code = config.require("code")
-    scope: dict[str, Any] = {
-        "inputs": inputs,
-        **{name: config.context.get(name, {}) for name in ("args", "env", "steps", "batch")},
-        "result": None,
-    }
+    problem = code_problem(config.raw_inputs.get("code", code))
+    if problem is not None:
+        raise TaskError(f"step `{config.name}`: {problem}", config.type)
+    scope = code_scope(config, inputs)
     exec(compile(str(code), f"<step {config.name}>", "exec"), scope)  # noqa: S102 - user code by design
     return scope["result"]
 
@@ -268,7 +282,10 @@ def read_text(path: Path, fmt: str, step: str) -> Any:
     if fmt == "jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     if fmt == "yaml":
-        return yaml.safe_load(text)
+        try:
+            return safe_load(text, str(path))
+        except UnsafeYAMLError as exc:
+            raise TaskError(f"step `{step}`: cannot read {path}: {exc}", "file.read") from None
     return list(csv.DictReader(io.StringIO(text)))
 
 
@@ -336,7 +353,13 @@ def template_task(config: TaskConfig) -> str:
     """
     if "template_file" in config.raw_inputs or "template_file" in config.inputs:
         source = config.path(config.require("template_file")).read_text(encoding="utf-8")
-        text = render(source, config.context, step=config.name, input_key="template_file")
+        text = render(
+            source,
+            config.context,
+            step=config.name,
+            input_key="template_file",
+            max_size=config.settings.get("max_render_size"),
+        )
     else:
         text = config.require("template")
     text = text if isinstance(text, str) else json.dumps(text)

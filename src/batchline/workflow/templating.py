@@ -3,22 +3,34 @@
 A string that is exactly one ``{{ expression }}`` keeps the expression's native type
 (a list stays a list); any other string renders to text. An undefined name raises a
 ``TemplateError`` naming the step, the input key, the expression, the namespace, the
-names available there, and the closest one.
+names available there, and the closest one. Templates run in an immutable, size-bounded
+sandbox (:mod:`batchline.workflow.sandbox`); shell commands are rendered with every value
+escaped for its quoting context (:func:`render_command`).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.utils import missing
 
 from batchline.workflow.errors import TemplateError
+from batchline.workflow.sandbox import RenderTooLarge, Sandbox, current_limit, limited
 from batchline.workflow.schema import did_you_mean
+from batchline.workflow.shellfilters import (
+    UNSAFE_FILTERS,
+    ShellQuoted,
+    quote_filter,
+    shell_unsafe_filter,
+)
+from batchline.workflow.shellquote import assemble
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 NAMESPACES = ("args", "env", "steps", "workflow", "batch")
@@ -26,7 +38,10 @@ NAMESPACES = ("args", "env", "steps", "workflow", "batch")
 
 class Namespace(dict[str, Any]):
     """A dict whose keys are also attributes: ``batch.items`` is the list of items and
-    ``steps.items`` the step named items, not ``dict.items`` (Jinja tries attributes first)."""
+    ``steps.items`` the step named items, not ``dict.items`` (Jinja tries attributes first).
+
+    Templates cannot change it (the sandbox refuses every mutating method).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,6 +53,7 @@ class Namespace(dict[str, Any]):
 
 
 _LAST = threading.local()
+_SLOTS = threading.local()
 
 
 class _TrackingUndefined(StrictUndefined):
@@ -48,12 +64,43 @@ class _TrackingUndefined(StrictUndefined):
         _LAST.value = (self._undefined_name, self._undefined_obj)
 
 
-def make_environment() -> SandboxedEnvironment:
-    """The sandboxed environment every workflow template renders in."""
-    env = SandboxedEnvironment(
-        undefined=_TrackingUndefined, keep_trailing_newline=True, autoescape=False
+class _Slots:
+    """The values of one command being rendered; each is replaced by a marker holding a
+    random nonce (so a value can never forge one)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.nonce = secrets.token_hex(8)
+        self.pattern = re.compile(f"\ue000{self.nonce}:(\\d+)\ue001")
+
+    def add(self, value: Any) -> str:
+        if isinstance(value, str) and not isinstance(value, ShellQuoted) and self.nonce in value:
+            # a captured block (`{% set x %}`) holding slots: its values, unescaped, are part
+            # of this one
+            value = self.pattern.sub(lambda m: str(self.values[int(m.group(1))]), value)
+        self.values.append(value)
+        return f"\ue000{self.nonce}:{len(self.values) - 1}\ue001"
+
+
+@pass_context
+def _to_slot(context: Context, value: Any) -> str:
+    """Shell commands: each value becomes a slot, escaped later for its quoting context."""
+    del context
+    slots: _Slots = _SLOTS.current
+    return slots.add(value)
+
+
+def make_environment(*, commands: bool = False) -> Sandbox:
+    """The sandboxed environment every workflow template renders in (``commands``: the one
+    for shell commands, where every value becomes a slot to escape)."""
+    options: dict[str, Any] = {"finalize": _to_slot} if commands else {}
+    env = Sandbox(
+        undefined=_TrackingUndefined, keep_trailing_newline=True, autoescape=False, **options
     )
     env.filters["tojson"] = _tojson
+    env.filters["quote"] = quote_filter
+    for name in UNSAFE_FILTERS:
+        env.filters[name] = shell_unsafe_filter
     return env
 
 
@@ -64,6 +111,7 @@ def _tojson(value: Any) -> str:
 
 
 ENV = make_environment()
+SHELL_ENV = make_environment(commands=True)
 _CACHE: dict[str, Any] = {}
 
 
@@ -73,17 +121,33 @@ def is_template(value: str) -> bool:
 
 
 def render(
-    value: Any, namespaces: Mapping[str, Any], *, step: str = "", input_key: str = ""
+    value: Any,
+    namespaces: Mapping[str, Any],
+    *,
+    step: str = "",
+    input_key: str = "",
+    max_size: int | None = None,
 ) -> Any:
-    """Render every template in ``value`` (strings, lists, dicts) against ``namespaces``."""
+    """Render every template in ``value`` (strings, lists, dicts) against ``namespaces``.
+
+    ``max_size`` bounds every rendered value (characters; default
+    ``DEFAULT_MAX_RENDER_SIZE``): a larger one is a ``TemplateError``, refused before it
+    is built.
+    """
     if isinstance(value, str):
-        return render_string(value, namespaces, step=step, input_key=input_key)
+        return render_string(value, namespaces, step=step, input_key=input_key, max_size=max_size)
     if isinstance(value, list):
-        return [render(v, namespaces, step=step, input_key=input_key) for v in value]
+        return [
+            render(v, namespaces, step=step, input_key=input_key, max_size=max_size) for v in value
+        ]
     if isinstance(value, dict):
         return {
             key: render(
-                v, namespaces, step=step, input_key=f"{input_key}.{key}" if input_key else str(key)
+                v,
+                namespaces,
+                step=step,
+                input_key=f"{input_key}.{key}" if input_key else str(key),
+                max_size=max_size,
             )
             for key, v in value.items()
         }
@@ -91,54 +155,151 @@ def render(
 
 
 def render_string(
-    text: str, namespaces: Mapping[str, Any], *, step: str = "", input_key: str = ""
+    text: str,
+    namespaces: Mapping[str, Any],
+    *,
+    step: str = "",
+    input_key: str = "",
+    max_size: int | None = None,
 ) -> Any:
     """Render one string; a lone ``{{ expr }}`` keeps its native type."""
     if not is_template(text):
         return text
-    _LAST.value = None
-    try:
+    with limited(max_size), _errors(text, namespaces, step, input_key):
         single = _SINGLE.match(text)
         if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
-            compiled = _CACHE.get("expr:" + text)
-            if compiled is None:
-                compiled = _CACHE["expr:" + text] = ENV.compile_expression(
-                    single.group("expr"), undefined_to_none=False
-                )
-            result = compiled(**namespaces)
-            if isinstance(result, StrictUndefined):
-                result._fail_with_undefined_error()
-            return result
+            return _evaluate(text, single.group("expr"), namespaces)
         template = _CACHE.get(text)
         if template is None:
             template = _CACHE[text] = ENV.from_string(text)
-        return template.render(**namespaces)
-    except UndefinedError as exc:
-        last = getattr(_LAST, "value", None)
-        if last is not None:
-            raise _explain(last[0], last[1], text, namespaces, step, input_key) from None
-        raise TemplateError(
-            f"{_where(step, input_key)}`{text.strip()}`: {exc}",
-            step=step,
-            input_key=input_key,
-            expression=text,
-        ) from None
-    except TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"{_where(step, input_key)}template syntax error in `{text.strip()}`: {exc.message}",
-            step=step,
-            input_key=input_key,
-            expression=text,
-        ) from None
-    except TemplateError:
-        raise
-    except Exception as exc:  # an error inside the expression itself (1/0, a bad filter)
-        raise TemplateError(
-            f"{_where(step, input_key)}`{text.strip()}` failed: {type(exc).__name__}: {exc}",
-            step=step,
-            input_key=input_key,
-            expression=text,
-        ) from None
+        return _stream(template.generate(**namespaces))
+
+
+def render_command(
+    text: Any,
+    namespaces: Mapping[str, Any],
+    *,
+    step: str = "",
+    input_key: str = "command",
+    max_size: int | None = None,
+) -> Any:
+    """Render a shell ``command``: every value escaped for the quoting context it lands in.
+
+    A list is rendered element by element, unescaped (each element is one argument). A
+    string that is one ``{{ expression }}`` giving a list is that list of arguments.
+    See :mod:`batchline.workflow.shellquote`.
+    """
+    if isinstance(text, list):
+        elements = (
+            render(v, namespaces, step=step, input_key=f"{input_key}[{i}]", max_size=max_size)
+            for i, v in enumerate(text)
+        )
+        return [
+            v if isinstance(v, str) else _tojson(v) if isinstance(v, dict | list) else str(v)
+            for v in elements
+        ]
+    if not isinstance(text, str) or not is_template(text):
+        return text
+    with limited(max_size), _errors(text, namespaces, step, input_key):
+        single = _SINGLE.match(text)
+        if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
+            value = _evaluate(text, single.group("expr"), namespaces)
+            if isinstance(value, list | tuple):
+                return [str(v) for v in value]
+            stripped = text.strip()
+            head, tail = text[: text.index(stripped)], text[text.index(stripped) + len(stripped) :]
+            return assemble([head, (value,), tail], step=step, input_key=input_key, expression=text)
+        template = _CACHE.get("shell:" + text)
+        if template is None:
+            template = _CACHE["shell:" + text] = SHELL_ENV.from_string(text)
+        previous = getattr(_SLOTS, "current", None)
+        slots = _SLOTS.current = _Slots()
+        try:
+            rendered = _stream(template.generate(**namespaces))
+        finally:
+            _SLOTS.current = previous
+        parts: list[str | tuple[Any]] = []
+        last = 0
+        for match in slots.pattern.finditer(rendered):
+            parts.append(rendered[last : match.start()])
+            parts.append((slots.values[int(match.group(1))],))
+            last = match.end()
+        parts.append(rendered[last:])
+        command = assemble(parts, step=step, input_key=input_key, expression=text)
+        if len(command) > current_limit():
+            raise RenderTooLarge(len(command), current_limit())
+        return command
+
+
+def _evaluate(text: str, expression: str, namespaces: Mapping[str, Any]) -> Any:
+    compiled = _CACHE.get("expr:" + text)
+    if compiled is None:
+        compiled = _CACHE["expr:" + text] = ENV.compile_expression(
+            expression, undefined_to_none=False
+        )
+    result = compiled(**namespaces)
+    if isinstance(result, StrictUndefined):
+        result._fail_with_undefined_error()
+    if isinstance(result, str) and len(result) > current_limit():
+        raise RenderTooLarge(len(result), current_limit())
+    return result
+
+
+def _stream(chunks: Iterator[str]) -> str:
+    """Join rendered output, stopping as soon as it passes the limit."""
+    limit = current_limit()
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise RenderTooLarge(size, limit)
+        out.append(chunk)
+    return "".join(out)
+
+
+class _errors:  # noqa: N801 - a context manager used like a function
+    """Turn whatever rendering raised into a ``TemplateError`` naming step and input."""
+
+    def __init__(self, text: str, namespaces: Mapping[str, Any], step: str, input_key: str) -> None:
+        self.text, self.namespaces, self.step, self.input_key = text, namespaces, step, input_key
+
+    def __enter__(self) -> None:
+        _LAST.value = None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _: Any
+    ) -> Literal[False]:
+        if exc is None or isinstance(exc, TemplateError) or not isinstance(exc, Exception):
+            return False
+        raise self.convert(exc) from None
+
+    def convert(self, exc: Exception) -> TemplateError:
+        text, step, input_key = self.text, self.step, self.input_key
+        where = _where(step, input_key)
+        if isinstance(exc, SecurityError):
+            message = (
+                f"{where}`{text.strip()}`: templates cannot change or reach into values "
+                f"({exc}). Namespaces, items and results are read-only in templates: build "
+                "a new value instead (e.g. `dict(a, key=value)`, `a + [x]`)"
+            )
+        elif isinstance(exc, UndefinedError):
+            last = getattr(_LAST, "value", None)
+            if last is not None:
+                return _explain(last[0], last[1], text, self.namespaces, step, input_key)
+            message = f"{where}`{text.strip()}`: {exc}"
+        elif isinstance(exc, TemplateSyntaxError):
+            message = f"{where}template syntax error in `{text.strip()}`: {exc.message}"
+        elif isinstance(exc, RenderTooLarge):
+            message = f"{where}`{_short(text)}`: {exc}"
+        else:  # an error inside the expression itself (1/0, a bad filter)
+            message = f"{where}`{text.strip()}` failed: {type(exc).__name__}: {exc}"
+        return TemplateError(message, step=step, input_key=input_key, expression=text)
+
+
+def _short(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= 200 else text[:200] + " ..."
 
 
 def _where(step: str, input_key: str) -> str:
@@ -204,6 +365,21 @@ def _walk(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
         path = f"{prefix}.{key}" if prefix else str(key)
         yield path, child
         yield from _walk(child, path, depth + 1)
+
+
+def unsafe_filters(text: str) -> list[str]:
+    """The ``shell_unsafe`` / ``raw_shell`` filters used in a template, in order."""
+    if not isinstance(text, str) or not is_template(text):
+        return []
+    try:
+        tree = ENV.parse(text)
+    except TemplateSyntaxError:
+        return []
+    return [
+        node.name
+        for node in tree.find_all(nodes.Filter)
+        if isinstance(node, nodes.Filter) and node.name in UNSAFE_FILTERS
+    ]
 
 
 def references(text: str) -> list[tuple[str, str, bool]]:

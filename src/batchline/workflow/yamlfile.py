@@ -1,4 +1,7 @@
-"""Reading workflow YAML with the line of every value, so errors can point at it."""
+"""Reading workflow YAML with the line of every value, so errors can point at it.
+
+Parsed through :mod:`batchline.workflow.safeyaml` (bounded aliases, standard tags only).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import yaml
 
 from batchline.workflow.errors import WorkflowError
+from batchline.workflow.safeyaml import UnsafeYAMLError, compose
 
 Path_ = tuple[str | int, ...]
 
@@ -35,10 +39,13 @@ class Located:
 
 
 def load_yaml(text: str, source: str = "<workflow>") -> Located:
-    """Parse ``text``; a syntax error names the file, line and column."""
-    loader = yaml.SafeLoader(text)
+    """Parse ``text`` safely (bounded aliases, standard tags: see ``safeyaml``); a syntax
+    error names the file, line and column."""
     try:
-        node = loader.get_single_node()
+        loader, node = compose(text, source)
+    except UnsafeYAMLError as exc:
+        raise WorkflowError([str(exc)]) from None
+    try:
         if node is None:
             raise WorkflowError(["the file is empty; a workflow needs `name` and `steps`"], source)
         lines: dict[Path_, int] = {}

@@ -139,7 +139,7 @@ def batch_collector(
         output = int(body.get("max_tokens") or 256)
         if prices is not None:
             return cost(model.model, prompt, output, 0, prices)
-        return cost(model.model, prompt, output, 0, model.prices) * BATCH_DISCOUNT
+        return float(model.price_book.cost(prompt, output)) * BATCH_DISCOUNT
 
     def budget() -> tuple[float | None, float]:
         return model.max_cost_usd, float(model.usage.cost_usd)
