@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ui test lint typecheck imports pytest bench clean
+.PHONY: demo ui test system lint typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ imports: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck imports pytest
+# System packages some tests need (PostgreSQL, Chromium + ChromeDriver), installed with
+# apt-get when missing and run as root; elsewhere those tests skip with the reason.
+system:
+	@bash scripts/install-system-deps.sh
+
+test: system lint typecheck imports pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

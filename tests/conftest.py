@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,26 @@ def sqlite_store(db_path: Path) -> Iterator[SQLiteStateStore]:
 def python() -> str:
     """The interpreter running the tests, for subprocesses."""
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole session (initdb in a temp dir, local port)."""
+    from batchline.testing.postgres import LocalPostgres, find_postgres_bin
+
+    if find_postgres_bin() is None:
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb/pg_ctl): `make test` installs it with "
+            "scripts/install-system-deps.sh when run as root; elsewhere install the "
+            "`postgresql` package"
+        )
+    server = LocalPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Any) -> str:
+    """A DSN whose tables live in a fresh, empty schema of the session's server."""
+    dsn: str = postgres_server.new_schema()
+    return dsn

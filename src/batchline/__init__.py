@@ -28,8 +28,15 @@ from batchline.errors import (
     StopRun,
     TerminalError,
     TransientError,
+    WorkerLostError,
 )
-from batchline.state import MemoryStateStore, RunInfo, SQLiteStateStore, StateStore
+from batchline.state import (
+    MemoryStateStore,
+    PostgresStateStore,
+    RunInfo,
+    SQLiteStateStore,
+    StateStore,
+)
 
 # The library convention: silent unless the application configures logging.
 logging.getLogger("batchline").addHandler(logging.NullHandler())
@@ -48,6 +55,7 @@ __all__ = [
     "DuplicateKeyError",
     "ItemFailed",
     "MemoryStateStore",
+    "PostgresStateStore",
     "RetryPolicy",
     "RunActiveError",
     "RunInfo",
@@ -60,6 +68,7 @@ __all__ = [
     "StopRun",
     "TerminalError",
     "TransientError",
+    "WorkerLostError",
     "__version__",
     "arun_batches",
     "astream_batches",

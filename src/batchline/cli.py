@@ -13,7 +13,14 @@ import click
 from batchline.engine import is_child_of
 from batchline.errors import BatchlineError
 from batchline.redact import Redactor, active
-from batchline.state import ItemStatus, RunInfo, SQLiteStateStore
+from batchline.state import (
+    ItemStatus,
+    PostgresStateStore,
+    RunInfo,
+    SQLiteStateStore,
+    StateStore,
+    is_postgres_url,
+)
 
 DEFAULT_STATE = ".batchline/state.db"
 
@@ -32,8 +39,7 @@ def _state_option(func: Any) -> Any:
         envvar="BATCHLINE_STATE",
         default=DEFAULT_STATE,
         show_default=True,
-        type=click.Path(dir_okay=False),
-        help="The SQLite state file (env BATCHLINE_STATE).",
+        help="The state store: a SQLite file or postgresql://... (env BATCHLINE_STATE).",
     )(func)
 
 
@@ -41,7 +47,12 @@ def _state_path(state: str, workspace: str | None) -> str:
     return os.path.join(workspace, "state.db") if workspace else state
 
 
-def _open(state: str) -> SQLiteStateStore:
+def _open(state: str) -> StateStore:
+    if is_postgres_url(state):
+        try:
+            return PostgresStateStore(state)
+        except BatchlineError as exc:
+            raise click.ClickException(str(exc)) from exc
     if not os.path.exists(state):
         raise click.ClickException(
             f"no state file at {state}. Pass --state PATH (the file given to "
@@ -95,12 +106,12 @@ def runs_command(state: str, workspace: str | None, as_json: bool) -> None:
         click.echo(json.dumps([_info_dict(info) for info in infos], indent=2))
         return
     if not infos:
-        click.echo(f"no runs in {state}")
+        click.echo(f"no runs in {store.location}")
         return
     from rich.console import Console  # noqa: PLC0415 - rich only for tables
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title=f"runs in {state}")
+    table = Table(title=f"runs in {store.location}")
     for column in ("run id", "status", "created", "succeeded", "failed", "pending"):
         table.add_column(column, justify="right" if column in {"succeeded", "failed"} else "left")
     for info in infos:

@@ -40,6 +40,60 @@ def _rebuild_transient(
     return cls(message, retry_after=retry_after)
 
 
+class WorkerLostError(TransientError):
+    """The machine or process running a batch went away (a node died, a worker crashed,
+    a result was lost with its node). Not the batch's fault: the engine runs it again, at
+    least ``LOST_WORKER_ATTEMPTS`` times in all, whatever the retry policy, on every
+    front door. ``cause`` names the backend's own error class (e.g. ``NodeDiedError``).
+    """
+
+    def __init__(
+        self, message: str = "", *, retry_after: float | None = None, cause: str = ""
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_lost, (type(self), str(self), self.retry_after, self.cause))
+
+
+def _rebuild_lost(
+    cls: type[WorkerLostError], message: str, retry_after: float | None, cause: str
+) -> WorkerLostError:
+    return cls(message, retry_after=retry_after, cause=cause)
+
+
+LOST_WORKER_ATTEMPTS = 3
+"""Attempts a batch gets when its worker is lost, even under ``RetryPolicy.none()``."""
+
+RAY_LOST_WORKER_ERRORS = frozenset(
+    {
+        "NodeDiedError",
+        "WorkerCrashedError",
+        "LocalRayletDiedError",
+        "ObjectLostError",
+        "OwnerDiedError",
+        "ObjectFetchTimedOutError",
+        "ObjectReconstructionFailedError",
+        "ReferenceCountingAssertionError",
+        "RayActorError",
+        "ActorDiedError",
+        "ActorUnavailableError",
+    }
+)
+"""Ray's exceptions (by class) that mean lost infrastructure, not a faulty batch."""
+
+
+def is_lost_worker(error: BaseException) -> bool:
+    """Whether ``error`` means the worker, node or a result went away (by class, never text)."""
+    if isinstance(error, WorkerLostError):
+        return True
+    return any(
+        cls.__name__ in RAY_LOST_WORKER_ERRORS and cls.__module__.startswith("ray")
+        for cls in type(error).__mro__
+    )
+
+
 class TerminalError(BatchlineError):
     """An error that retrying cannot fix; the engine never retries it."""
 
@@ -138,4 +192,6 @@ __all__ = [
     "StopRun",
     "TerminalError",
     "TransientError",
+    "WorkerLostError",
+    "is_lost_worker",
 ]

@@ -16,14 +16,18 @@ from batchline import (
     run_batches,
     stream_batches,
 )
+from batchline.state import PostgresStateStore, open_store
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StateStore:
+    """The state-store contract, run against every store."""
     if request.param == "memory":
         return MemoryStateStore()
+    if request.param == "postgres":
+        return PostgresStateStore(request.getfixturevalue("postgres_dsn"))
     return SQLiteStateStore(tmp_path / "runs.db")
 
 
@@ -155,20 +159,25 @@ def test_unknown_run_is_a_clear_error(store: StateStore) -> None:
         store.get_run("nope")
 
 
-def test_failed_then_succeeded_item_is_no_longer_failed(tmp_path: Path) -> None:
-    store = SQLiteStateStore(tmp_path / "s.db")
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_failed_then_succeeded_item_is_no_longer_failed(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    location = (
+        request.getfixturevalue("postgres_dsn") if kind == "postgres" else str(tmp_path / "s.db")
+    )
+    store = open_store(location)
     run_batches([1, 2], lambda b: 1 / 0, store=store, run_id="r", retry=NO_RETRY)
     run_batches([1, 2], lambda b: list(b.items), store=store, run_id="r")
     info = store.get_run("r")
     assert (info.succeeded, info.failed, info.status) == (2, 0, "completed")
     assert [r.status for r in store.iter_items("r")] == ["done", "done"]
     store.close()
-    reopened = SQLiteStateStore(tmp_path / "s.db")
+    reopened = open_store(location)
     assert [r.result for r in reopened.iter_items("r")] == [1, 2]
 
 
-def test_resume_with_hash_keys_and_generator(tmp_path: Path) -> None:
-    store = SQLiteStateStore(tmp_path / "s.db")
+def test_resume_with_hash_keys_and_generator(store: StateStore) -> None:
     data = [{"name": f"n{i}"} for i in range(30)]
     run_batches(
         data[:20], lambda b: [d["name"] for d in b.items], chunk_size=7, store=store, run_id="g"

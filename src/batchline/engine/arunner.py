@@ -182,6 +182,13 @@ async def _adrive(
     remote = core.options.backend.name != "local"
     is_async = _is_async(fn) and not remote
     pool: Any = None if is_async else core.options.backend.executor(limit)
+    prepare = getattr(pool, "prepare", None)  # a remote backend checks fn before any batch
+    if prepare is not None:
+        try:
+            prepare(fn)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     loop = asyncio.get_running_loop()
     running: dict[asyncio.Task[Any], Job] = {}
     retries: dict[asyncio.Task[Any], Job] = {}

@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from batchline.errors import ConfigurationError, StopRun, TerminalError, TransientError
+from batchline.errors import (
+    LOST_WORKER_ATTEMPTS,
+    ConfigurationError,
+    StopRun,
+    TerminalError,
+    TransientError,
+    is_lost_worker,
+)
 
 RetryPredicate = Callable[[BaseException], bool]
 
@@ -34,7 +41,9 @@ class RetryPolicy:
         multiplier: growth of the wait from one attempt to the next.
         jitter: share (0..1) of each wait that is randomised away.
         retry_on: exception classes worth retrying, or a predicate. ``TerminalError``
-            is never retried and ``TransientError`` always is (while attempts remain).
+            is never retried and ``TransientError`` always is (while attempts remain). A
+            lost worker (``WorkerLostError``, Ray's ``NodeDiedError``, ...) gets at least
+            ``LOST_WORKER_ATTEMPTS`` attempts, whatever ``max_attempts`` says.
     """
 
     max_attempts: int = 3
@@ -82,7 +91,7 @@ class RetryPolicy:
         """Whether ``error`` is worth another attempt, by its class."""
         if isinstance(error, TerminalError | StopRun | KeyboardInterrupt):
             return False
-        if isinstance(error, TransientError):
+        if isinstance(error, TransientError) or is_lost_worker(error):
             return True
         if not isinstance(error, Exception):
             return False
@@ -100,7 +109,10 @@ class RetryPolicy:
             error: what it failed with.
             rng: source of jitter (tests pass a seeded one).
         """
-        if attempt >= self.max_attempts or not self.is_retryable(error):
+        limit = self.max_attempts
+        if is_lost_worker(error):  # lost infrastructure, not a faulty batch
+            limit = max(limit, LOST_WORKER_ATTEMPTS)
+        if attempt >= limit or not self.is_retryable(error):
             return None
         wait = min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1))
         if self.jitter and wait:

@@ -225,6 +225,13 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
     retries: list[tuple[float, int, Job]] = []
     tiebreak = itertools.count()
     pool = core.options.backend.executor(limit)
+    prepare = getattr(pool, "prepare", None)  # a remote backend checks fn before any batch
+    if prepare is not None:
+        try:
+            prepare(fn)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     stop.abandon = lambda: pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(job: Job) -> None:

@@ -11,6 +11,8 @@ from batchline.state.base import (
 )
 from batchline.state.keys import Key
 from batchline.state.memory import MemoryStateStore
+from batchline.state.open import open_store
+from batchline.state.postgres import PostgresStateStore, is_postgres_url
 from batchline.state.sqlite import SQLiteStateStore
 
 __all__ = [
@@ -20,8 +22,11 @@ __all__ = [
     "Key",
     "Lease",
     "MemoryStateStore",
+    "PostgresStateStore",
     "RunInfo",
     "RunStatus",
     "SQLiteStateStore",
     "StateStore",
+    "is_postgres_url",
+    "open_store",
 ]

@@ -21,6 +21,7 @@ from batchline.state.codec import (
     encode_keys,
     encode_positions,
 )
+from batchline.state.jobdir import check_state_path
 from batchline.state.keys import Key
 from batchline.state.lease import (
     DEFAULT_TTL,
@@ -56,6 +57,7 @@ class SQLiteStateStore:
         self, path: str | os.PathLike[str], *, lease_ttl: float = DEFAULT_TTL, timeout: float = 30.0
     ) -> None:
         self.path = Path(path)
+        check_state_path(self.path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_ttl = lease_ttl

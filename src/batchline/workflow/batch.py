@@ -40,7 +40,7 @@ from batchline.state import StateStore
 from batchline.workflow.errors import TaskError, TemplateError
 from batchline.workflow.schema import RetrySpec
 from batchline.workflow.stepinputs import render_inputs
-from batchline.workflow.tasks import TaskConfig, get_task, register_task
+from batchline.workflow.tasks import TaskConfig, get_task, load_function, register_task
 from batchline.workflow.templating import NAMESPACES, Namespace
 
 BASE_NAMESPACES = ("args", "env", "steps", "workflow")
@@ -354,6 +354,17 @@ class ChunkRunner:
             if closer is not None:
                 await closer()
 
+    def __batchline_preflight__(self) -> None:
+        """Load what every item needs, where the batches run (a Ray worker checks it once).
+
+        Raises:
+            TaskLoadError: a ``python`` task's ``function`` (a literal name) does not load.
+        """
+        get_task(self.nested_type)
+        target = self.nested_inputs.get("function")
+        if self.nested_type == "python" and isinstance(target, str) and "{" not in target:
+            load_function(self.step, target)
+
     def __call__(self, batch: Batch[tuple[int, Any]]) -> ItemResults:
         """Per-item outcomes of the chunk: a result the store refuses (not JSON) fails
         only its item."""
@@ -473,6 +484,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     )
     stop = run_chunk.stop_event()
     backend = config.settings.get("backend")
+    if getattr(backend, "name", "local") == "local":
+        run_chunk.__batchline_preflight__()  # Ray checks it in a worker, before the run
 
     store = config.settings.get("store")
     run_id = config.settings.get("run_id")

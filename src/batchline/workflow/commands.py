@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -65,10 +65,14 @@ def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _report(result: WorkflowResult, output: str, quiet: bool) -> None:
+def _report(
+    result: WorkflowResult, output: str, quiet: bool, summary_out: TextIO | None = None
+) -> None:
     redactor = _redactor()
     if output == "json":
-        click.echo(json.dumps(redactor.data(result.as_dict()), indent=2, default=str))
+        click.echo(
+            json.dumps(redactor.data(result.as_dict()), indent=2, default=str), file=summary_out
+        )
     elif not quiet or result.exit_code:
         stream = sys.stderr if result.exit_code else sys.stdout
         click.echo(
@@ -110,12 +114,37 @@ def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    # With --format json the summary is the only thing on stdout: whatever else prints
+    # (a task's print, Ray's worker-death notices, even after the run) goes to stderr.
+    summary_out = sys.stdout
+    if output == "json":
+        sys.stdout = sys.stderr
     try:
         result = runner.run()
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _report(result, output, quiet)
+    _report(result, output, quiet, summary_out)
+
+
+def _ray_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Ray settings from the ``--ray-*`` options (only those given)."""
+    runtime_env: dict[str, Any] = {}
+    if given.get("ray_working_dir"):
+        runtime_env["working_dir"] = given["ray_working_dir"]
+    if given.get("ray_py_modules"):
+        runtime_env["py_modules"] = list(given["ray_py_modules"])
+    if given.get("ray_pip"):
+        runtime_env["pip"] = list(given["ray_pip"])
+    options: dict[str, Any] = {
+        "address": given.get("ray_address"),
+        "num_cpus": given.get("ray_num_cpus"),
+        "num_gpus": given.get("ray_num_gpus"),
+        "memory": given.get("ray_memory"),
+    }
+    if runtime_env:
+        options["runtime_env"] = runtime_env
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _common(func: Any) -> Any:
@@ -141,7 +170,40 @@ def _common(func: Any) -> Any:
                 default=None,
                 help="Where batches run (ray needs batchline[ray]).",
             ),
-            click.option("--ray-address", default=None, help="An existing Ray cluster."),
+            click.option(
+                "--ray-address",
+                default=None,
+                help="The Ray cluster: HOST:PORT, ray://HOST:10001 or auto (env RAY_ADDRESS).",
+            ),
+            click.option(
+                "--ray-working-dir",
+                default=None,
+                help="Ship this folder to the Ray workers (runtime_env working_dir).",
+            ),
+            click.option(
+                "--ray-py-module",
+                "ray_py_modules",
+                multiple=True,
+                help="Ship this package folder or file to the workers (repeatable).",
+            ),
+            click.option(
+                "--ray-pip",
+                "ray_pip",
+                multiple=True,
+                help="Install this requirement on the workers (repeatable).",
+            ),
+            click.option("--ray-num-cpus", type=float, default=None, help="CPUs per batch task."),
+            click.option("--ray-num-gpus", type=float, default=None, help="GPUs per batch task."),
+            click.option(
+                "--ray-memory", type=int, default=None, help="Memory per batch task, in bytes."
+            ),
+            click.option(
+                "--state",
+                "state",
+                default=None,
+                help="The state store: a SQLite file or postgresql://... "
+                "(default: settings.state, else WORKSPACE/state.db).",
+            ),
             click.option(
                 "--cancel-jobs",
                 is_flag=True,
@@ -187,8 +249,9 @@ def register(main: click.Group) -> None:
         quiet: bool,
         output: str,
         backend: str | None,
-        ray_address: str | None,
+        state: str | None,
         confine_paths: bool | None,
+        **ray_flags: Any,
     ) -> None:
         """Run WORKFLOW (a YAML file) with params given as name=value."""
         try:
@@ -198,7 +261,9 @@ def register(main: click.Group) -> None:
             folder = Path(workspace or spec.settings.workspace)
             if resume:
                 info = find_resumable(
-                    folder if folder.is_absolute() else Path.cwd() / folder, spec.name
+                    folder if folder.is_absolute() else Path.cwd() / folder,
+                    spec.name,
+                    state or spec.settings.state,
                 )
                 if info is None:
                     click.echo(
@@ -208,6 +273,9 @@ def register(main: click.Group) -> None:
                 else:
                     run_id = info.run_id
                     given = _merge_resume_params(spec, info.meta.get("params", {}), given, force)
+                    backend = backend or info.meta.get("backend")
+                    ray_flags = {**ray_flags, "_stored": info.meta.get("ray") or {}}
+            stored_ray = ray_flags.pop("_stored", {})
             runner = WorkflowRunner(
                 spec,
                 source=workflow,
@@ -216,7 +284,8 @@ def register(main: click.Group) -> None:
                 run_id=run_id,
                 out=None if quiet or output == "json" else sys.stderr,
                 backend=backend,
-                ray_address=ray_address,
+                ray={**stored_ray, **_ray_options(ray_flags)},
+                state=state,
                 confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:
@@ -237,13 +306,20 @@ def register(main: click.Group) -> None:
         quiet: bool,
         output: str,
         backend: str | None,
-        ray_address: str | None,
+        state: str | None,
         confine_paths: bool | None,
+        **ray_flags: Any,
     ) -> None:
-        """Resume RUN_ID: completed steps are restored, only missing and failed items run."""
-        folder = Path(workspace) if workspace else _workspace_of(run_id)
+        """Resume RUN_ID: completed steps are restored, only missing and failed items run.
+
+        The run's backend and Ray options are remembered; options given here override them.
+        """
+        if workspace:
+            folder = Path(workspace)
+        else:
+            folder = Path(".batchline") if state else _workspace_of(run_id)
         try:
-            info = run_info(folder, run_id)
+            info = run_info(folder, run_id, state)
         except StateError as exc:
             raise click.ClickException(str(exc)) from exc
         meta = info.meta
@@ -260,8 +336,9 @@ def register(main: click.Group) -> None:
                 workspace=meta.get("workspace", folder),
                 run_id=run_id,
                 out=None if quiet or output == "json" else sys.stderr,
-                backend=backend,
-                ray_address=ray_address,
+                backend=backend or meta.get("backend"),
+                ray={**(meta.get("ray") or {}), **_ray_options(ray_flags)},
+                state=state,
                 confine_paths=confine_paths or None,
             )
         except WorkflowError as exc:

@@ -58,3 +58,10 @@ class TaskError(BatchlineError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.task))
+
+
+class TaskLoadError(TaskError, TerminalError):
+    """A task's code cannot be loaded (a ``python`` task's ``function`` does not import).
+
+    Deterministic: never retried, and checked before a batch step runs its first item.
+    """

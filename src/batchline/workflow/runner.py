@@ -20,10 +20,10 @@ from batchline.engine import (
     resolve_awaitable,
     retry_call,
 )
-from batchline.errors import RunInterrupted, StateError, StopRun
+from batchline.errors import ConfigurationError, RunInterrupted, StateError, StopRun
 from batchline.observe.meters import cost_line, total_cost
 from batchline.redact import Redactor, register
-from batchline.state import RunInfo, SQLiteStateStore
+from batchline.state import RunInfo, StateStore, is_postgres_url, open_store
 from batchline.workflow import batch as _batch  # noqa: F401 - registers the batch task
 from batchline.workflow.errors import TemplateError, WorkflowError
 from batchline.workflow.schema import ParamSpec, StepSpec, WorkflowSpec, parse_workflow
@@ -196,7 +196,12 @@ class WorkflowRunner:
         out: where progress lines go (None: silent).
         progress: the engine's progress bar for batch steps (None: on a terminal).
         backend: where batch steps run (``local`` or ``ray``; default ``settings.backend``).
-        ray_address: the Ray cluster to join.
+        ray_address: the Ray cluster to join (overrides ``settings.ray.address``).
+        ray: Ray settings given on the command line (``address``, ``runtime_env``,
+            ``num_cpus``, ``num_gpus``, ``memory``), over ``settings.ray``; kept with the
+            run so ``batchline resume`` uses them again.
+        state: where the state lives: a SQLite path or ``postgresql://...`` (default
+            ``settings.state``, else ``WORKSPACE/state.db``).
         lease_ttl: seconds of heartbeat silence after which another host may take the run
             over (None: the store's default). The run's session heartbeats every third of
             it, so a step running longer keeps its lease.
@@ -220,6 +225,8 @@ class WorkflowRunner:
         progress: bool | None = None,
         backend: str | None = None,
         ray_address: str | None = None,
+        ray: Mapping[str, Any] | None = None,
+        state: str | None = None,
         lease_ttl: float | None = None,
         confine_paths: bool | None = None,
     ) -> None:
@@ -233,10 +240,15 @@ class WorkflowRunner:
         self.resuming = run_id is not None
         self.out = out
         self.progress = progress
-        self.backend_name = backend or spec.settings.backend
-        self.ray_address = ray_address
+        self.ray_given = {k: v for k, v in dict(ray or {}).items() if v not in (None, {}, [], ())}
+        if ray_address:
+            self.ray_given["address"] = ray_address
+        # Ray options on the command line mean Ray, unless --backend says otherwise.
+        self.backend_name = backend or ("ray" if self.ray_given else spec.settings.backend)
+        self.ray_address = self.ray_given.get("address")
         self._backend: Any = None
-        self.store: SQLiteStateStore | None = None
+        self.state = state_location(state or spec.settings.state, self.workspace, self.base_dir)
+        self.store: StateStore | None = None
         self.lease_ttl = lease_ttl
         self._session: RunSession | None = None
         self.confine_paths = (
@@ -264,13 +276,14 @@ class WorkflowRunner:
 
     def run(self) -> WorkflowResult:
         """Run every step in order; return the result (never raises for step failures)."""
+        connect_error = self._connect_backend()
+        if connect_error is not None:
+            self._say(connect_error)
+            return WorkflowResult(
+                self.run_id, "failed", exit_code=EXIT_FAILED, message=connect_error
+            )
         self.workspace.mkdir(parents=True, exist_ok=True)
-        path = self.workspace / STATE_FILE
-        self.store = (
-            SQLiteStateStore(path)
-            if self.lease_ttl is None
-            else SQLiteStateStore(path, lease_ttl=self.lease_ttl)
-        )
+        self.store = open_store(self.state, lease_ttl=self.lease_ttl)
         started_at = time.time()
         meta = {
             "kind": "workflow",
@@ -279,6 +292,8 @@ class WorkflowRunner:
             "params": self.redactor.data(_jsonable(self.params)),
             "base_dir": str(self.base_dir),
             "workspace": str(self.workspace),
+            "backend": self.backend_name,
+            "ray": _jsonable(self.ray_given),
         }
         self._session = RunSession(self.store, self.run_id, meta=meta).open()
         records = self._load_records() if self.resuming else {}
@@ -347,12 +362,15 @@ class WorkflowRunner:
         except (KeyboardInterrupt, RunInterrupted) as exc:
             result.status = "interrupted"
             result.exit_code = EXIT_INTERRUPTED
+            where = (
+                f"--workspace {self.workspace}"
+                if self.state == str(self.workspace / STATE_FILE)
+                else f"--state {self.store.location}"
+            )
             result.message = interruption_message(
                 self.run_id,
-                where=f"its state is saved in {self.workspace / STATE_FILE}",
-                resume=(
-                    f"Resume with: batchline resume {self.run_id} --workspace {self.workspace}"
-                ),
+                where=f"its state is saved in {self.store.location}",
+                resume=f"Resume with: batchline resume {self.run_id} {where}",
                 signal_number=getattr(exc, "signal_number", None),
             )
         finally:
@@ -493,8 +511,26 @@ class WorkflowRunner:
 
     def _resolve_backend(self) -> Any:
         if self._backend is None:
-            self._backend = resolve_backend(self.backend_name, self.ray_address)
+            settings = {**self.spec.settings.ray.options(), **self.ray_given}
+            self._backend = resolve_backend(self.backend_name, ray=settings)
         return self._backend
+
+    def _connect_backend(self) -> str | None:
+        """Connect to Ray before any step runs (when a batch step will use it).
+
+        Returns:
+            Why it failed (naming the address), or None.
+        """
+        if self.backend_name == "local" or not any(s.task == "batch" for s in self.spec.steps):
+            return None
+        try:
+            backend = self._resolve_backend()
+            starter = getattr(backend, "ensure_started", None)
+            if callable(starter):
+                starter()
+        except ConfigurationError as exc:
+            return f"cannot start: {exc}"
+        return None
 
     def _batch_progress(self, label: str) -> Callable[[dict[str, int]], None]:
         last = [0.0]
@@ -595,12 +631,28 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:
-    """The latest unfinished run of ``workflow`` in a workspace."""
-    path = workspace / STATE_FILE
-    if not path.exists():
+def state_location(state: str | None, workspace: Path, base_dir: Path) -> str:
+    """Where a workflow's state lives: a PostgreSQL URL, or a SQLite path made absolute."""
+    if state is None:
+        return str(workspace / STATE_FILE)
+    if is_postgres_url(state):
+        return state
+    path = Path(state).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _open_existing(workspace: Path, state: str | None) -> StateStore | None:
+    location = state_location(state, workspace, Path.cwd())
+    if not is_postgres_url(location) and not Path(location).exists():
         return None
-    store = SQLiteStateStore(path)
+    return open_store(location)
+
+
+def find_resumable(workspace: Path, workflow: str, state: str | None = None) -> RunInfo | None:
+    """The latest unfinished run of ``workflow`` in a workspace (or the ``state`` store)."""
+    store = _open_existing(workspace, state)
+    if store is None:
+        return None
     try:
         for info in store.list_runs():
             if (
@@ -614,12 +666,14 @@ def find_resumable(workspace: Path, workflow: str) -> RunInfo | None:
     return None
 
 
-def run_info(workspace: Path, run_id: str) -> RunInfo:
-    """A run's info from a workspace, or ``StateError``."""
-    path = workspace / STATE_FILE
-    if not path.exists():
-        raise StateError(f"no state file at {path}; pass --workspace with the folder the run used")
-    store = SQLiteStateStore(path)
+def run_info(workspace: Path, run_id: str, state: str | None = None) -> RunInfo:
+    """A run's info from a workspace (or the ``state`` store), or ``StateError``."""
+    store = _open_existing(workspace, state)
+    if store is None:
+        raise StateError(
+            f"no state file at {state_location(state, workspace, Path.cwd())}; pass --workspace "
+            "with the folder the run used, or --state with its state file or PostgreSQL URL"
+        )
     try:
         return store.get_run(run_id)
     finally:
@@ -650,4 +704,5 @@ __all__ = [
     "param_changes",
     "resolve_params",
     "run_info",
+    "state_location",
 ]

@@ -70,12 +70,42 @@ class StepSpec(_Strict):
     description: str = ""
 
 
+class RaySettingsSpec(_Strict):
+    """``settings.ray``: the cluster, what workers need, and what each batch task asks for."""
+
+    address: str | None = None
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+    memory: int | None = Field(None, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _known_runtime_env(cls, value: dict[str, Any]) -> dict[str, Any]:
+        known = ("working_dir", "py_modules", "pip", "env_vars", "excludes", "conda", "uv")
+        unknown = [key for key in value if key not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown runtime_env key(s) {', '.join(unknown)}; expected {', '.join(known)}"
+            )
+        return value
+
+    def options(self) -> dict[str, Any]:
+        """The non-empty settings, as ``RayBackend.from_settings`` takes them."""
+        return {k: v for k, v in self.model_dump().items() if v not in (None, {}, [])}
+
+
 class SettingsSpec(_Strict):
     """Run settings."""
 
     max_concurrency: int = Field(4, ge=1)
     workspace: str = ".batchline"
     backend: Literal["local", "ray"] = "local"
+    state: str | None = None
+    """Where the run's state lives: a SQLite path or ``postgresql://...`` (default
+    ``WORKSPACE/state.db``)."""
+    ray: RaySettingsSpec = Field(default_factory=RaySettingsSpec)
     confine_paths: bool = False
     max_render_size: int = Field(DEFAULT_MAX_RENDER_SIZE, ge=1)
     # LLM prices in USD per 1M tokens, {model: [input, cached_input, output]}, over genai-prices

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.errors import TaskError, TaskLoadError, TemplateError
 from batchline.workflow.paths import confine
 from batchline.workflow.pycode import code_problem, code_scope
 from batchline.workflow.safeyaml import UnsafeYAMLError, safe_load
@@ -227,6 +227,25 @@ def _strings(values: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+def load_function(step: str, target: object) -> Any:
+    """The callable named ``package.module:func``; ``TaskLoadError`` (never retried) if not."""
+    text = str(target)
+    module_name, _, attribute = text.partition(":")
+    if not module_name or not attribute:
+        raise TaskLoadError(
+            f"step `{step}`: `function` is {text!r}; expected 'package.module:func'", "python"
+        )
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise TaskLoadError(
+            f"step `{step}`: cannot load `{text}`: {type(exc).__name__}: {exc}. Check the "
+            "name, and that the module is importable where the task runs (on Ray: ship it "
+            "with settings.ray.runtime_env working_dir or py_modules).",
+            "python",
+        ) from None
+
+
 @register_task("python")
 def python_task(config: TaskConfig) -> Any:
     """Call ``function: package.module:func`` with the other inputs as keyword arguments,
@@ -236,19 +255,7 @@ def python_task(config: TaskConfig) -> Any:
     """
     inputs = dict(config.inputs)
     if "function" in inputs:
-        target = str(inputs.pop("function"))
-        module_name, _, attribute = target.partition(":")
-        if not module_name or not attribute:
-            raise TaskError(
-                f"step `{config.name}`: `function` is {target!r}; expected 'package.module:func'",
-                "python",
-            )
-        try:
-            func = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise TaskError(
-                f"step `{config.name}`: cannot load {target}: {exc}", "python"
-            ) from None
+        func = load_function(config.name, inputs.pop("function"))
         return func(**inputs)
     code = config.require("code")
     problem = code_problem(config.raw_inputs.get("code", code))
