@@ -33,7 +33,13 @@ from batchline.engine.session import (
     split_run_id,
     status_for,
 )
-from batchline.engine.signals import abandon_requested, on_abandon, stop_event, stop_requested
+from batchline.engine.signals import (
+    abandon_requested,
+    on_abandon,
+    on_stop_signal,
+    stop_event,
+    stop_requested,
+)
 from batchline.engine.stream import AsyncBatchStream, BatchStream
 
 __all__ = [
@@ -68,6 +74,7 @@ __all__ = [
     "merge_outputs",
     "new_run_id",
     "on_abandon",
+    "on_stop_signal",
     "resolve_awaitable",
     "resume_id",
     "retry_call",

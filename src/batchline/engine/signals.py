@@ -80,6 +80,22 @@ def on_abandon(callback: Callable[[], None]) -> Callable[[], None]:
     return remove
 
 
+_LISTENERS: list[Callable[[int], None]] = []
+
+
+def on_stop_signal(listener: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``listener(signal_number)`` when a run is first asked to stop by a signal
+    (for work that waits outside the batches, such as provider batch jobs, to stop
+    waiting); returns the function that removes it."""
+    _LISTENERS.append(listener)
+
+    def remove() -> None:
+        if listener in _LISTENERS:
+            _LISTENERS.remove(listener)
+
+    return remove
+
+
 def announce_stop(signum: int) -> None:
     """Write the one line that says what the first signal does, straight to stderr."""
     name = signal.Signals(signum).name
@@ -124,6 +140,14 @@ def exit_run() -> None:
     """A run ends (its stop stays visible until the next run starts)."""
     with _PROCESS.lock:
         _PROCESS.depth = max(0, _PROCESS.depth - 1)
+
+
+def _tell_listeners(signum: int) -> None:
+    for listener in list(_LISTENERS):
+        try:
+            listener(signum)
+        except Exception:  # a listener never breaks the stop
+            log.exception("a stop-signal listener failed")
 
 
 class StopFlag:
@@ -197,6 +221,7 @@ def handle_signal(flag: StopFlag, signum: int) -> bool:
         _PROCESS.stop.set()
         announce_stop(signum)
         log.debug("%s received: stopping gracefully", signal.Signals(signum).name)
+        _tell_listeners(signum)
         return False
     if flag.abandoned:
         return True
@@ -257,6 +282,7 @@ __all__ = [
     "abandon_requested",
     "exit_130_when_uncaught",
     "on_abandon",
+    "on_stop_signal",
     "stop_event",
     "stop_requested",
 ]

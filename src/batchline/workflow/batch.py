@@ -498,6 +498,22 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         width = min(chunk_size, concurrency)
         outer = min(chunks, max(1, math.ceil(concurrency / width)))
         inner = math.ceil(concurrency / outer)
+    settings: dict[str, Any] = {
+        "max_concurrency": concurrency,
+        "llm_model": config.settings.get("llm_model"),
+        "llm_prices": config.settings.get("llm_prices"),
+        "confine_paths": config.settings.get("confine_paths", False),
+        "max_render_size": config.settings.get("max_render_size"),
+        "redactor": config.settings.get("redactor"),
+    }
+    collects = getattr(handler, "collects", None)
+    if callable(collects) and collects(nested_inputs):
+        # The nested task gathers its calls into provider jobs (llm, mode: batch): every
+        # chunk in flight at once, so the requests of the step share as few jobs as the
+        # provider allows; the task keeps its jobs in a child of the step's run.
+        outer, inner = min(chunks, 64), chunk_size
+        settings["store"] = config.settings.get("store")
+        settings["run_id"] = config.settings.get("run_id")
     run_chunk = ChunkRunner(
         step=config.name,
         nested_type=nested_type,
@@ -505,14 +521,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         context=context,
         workspace=config.workspace,
         base_dir=config.base_dir,
-        settings={
-            "max_concurrency": concurrency,
-            "llm_model": config.settings.get("llm_model"),
-            "llm_prices": config.settings.get("llm_prices"),
-            "confine_paths": config.settings.get("confine_paths", False),
-            "max_render_size": config.settings.get("max_render_size"),
-            "redactor": config.settings.get("redactor"),
-        },
+        settings=settings,
         policy=policy,
         mode=mode,
         inner=inner,
