@@ -9,7 +9,7 @@ from batchline.engine.bridge import resolve_awaitable, run_coroutine
 from batchline.engine.core import new_run_id
 from batchline.engine.hooks import call_hook
 from batchline.engine.items import ItemResults, arun_items, item_outcome, run_items
-from batchline.engine.keys import Key, KeySpec, canonical_key
+from batchline.engine.keys import Key, KeySpec, canonical_key, content_keys
 from batchline.engine.merge import merge_into, merge_outputs
 from batchline.engine.outcome import (
     BatchFailure,
@@ -66,6 +66,7 @@ __all__ = [
     "astream_batches",
     "call_hook",
     "canonical_key",
+    "content_keys",
     "child_run_id",
     "interruption_message",
     "is_child_of",
