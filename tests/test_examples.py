@@ -130,3 +130,27 @@ def test_llm_tagging_runs_against_the_local_server(tmp_path: Path) -> None:
     assert "using the local test server" in done.stdout
     assert "completed: 60 tagged, 0 failed" in done.stdout
     assert len((tmp_path / "o" / "tags.jsonl").read_text().splitlines()) == 60
+
+
+def test_llm_batch_tagging_workflow_uses_provider_batch_jobs(tmp_path: Path) -> None:
+    from batchline.testing import OpenAICompatibleServer
+
+    for provider in ("openai", "anthropic"):
+        with OpenAICompatibleServer(batch={"completion_time": 0.2}) as server:
+            base_url = server.base_url if provider == "openai" else server.base_url[:-3]
+            summary = _workflow(
+                tmp_path / provider,
+                "llm_batch_tagging.yaml",
+                "limit=120",
+                f"provider={provider}",
+                f"base_url={base_url}",
+                "poll_interval=0.1",
+                f"out={tmp_path / provider / 'o'}",
+            )
+            counts = server.batches.counts()
+        tag = summary["steps"]["tag"]  # type: ignore[index]
+        assert tag["result"]["stats"]["processed"] == 120
+        assert tag["usage"]["batch_jobs"] == 1
+        assert counts["jobs"] == 1
+        assert set(counts["answered"].values()) == {1}
+        assert server.counts["requests"] == 0  # no online call

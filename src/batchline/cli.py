@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from batchline.engine import is_child_of
-from batchline.errors import BatchlineError
+from batchline.errors import BatchlineError, RunActiveError, StateError
 from batchline.redact import Redactor, active
 from batchline.state import (
     ItemStatus,
@@ -58,10 +58,9 @@ def _open(state: str) -> StateStore:
             f"no state file at {state}. Pass --state PATH (the file given to "
             "SQLiteStateStore), or set BATCHLINE_STATE."
         )
-    try:
-        return SQLiteStateStore(state)
-    except BatchlineError as exc:
-        raise click.ClickException(str(exc)) from exc
+    # Read-only: listing and showing runs never writes, so it works on a read-only file
+    # or file system, and while another process holds the write lock.
+    return SQLiteStateStore(state, read_only=True)
 
 
 def _when(stamp: float) -> str:
@@ -88,10 +87,40 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_ACTIVE = 3
+"""Exit status when the run is driven by another live process (``RunActiveError``)."""
+EXIT_STATE = 4
+"""Exit status when the state file cannot be used (disk full, read-only, locked, damaged)."""
+
+
+class _Group(click.Group):
+    """The command group: state errors end the command with one line and their own status.
+
+    Exit statuses: 0 done, 1 a step or item failed, 2 invalid workflow or arguments,
+    3 the run is active in another process, 4 the state file cannot be used,
+    130 interrupted (SIGINT or SIGTERM; resume it).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunActiveError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ACTIVE)
+        except StateError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_STATE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchline")
 def main() -> None:
-    """Run large collections of items through LLM and agent work in durable batches."""
+    """Run large collections of items through LLM and agent work in durable batches.
+
+    Exit statuses: 0 done, 1 a step or item failed, 2 invalid workflow or arguments,
+    3 the run is active in another process, 4 the state file cannot be used (disk full,
+    read-only, locked, damaged, not a batchline file), 130 interrupted (resume it).
+    """
 
 
 @main.command("runs")

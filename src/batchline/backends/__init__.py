@@ -8,7 +8,7 @@ resume, streaming, ordering and failure reporting behave the same on every backe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol
 
 from batchline.errors import ConfigurationError
@@ -50,8 +50,10 @@ class LocalBackend:
     name = "local"
 
     def executor(self, max_concurrency: int) -> Executor:
-        """A thread pool."""
-        return ThreadPoolExecutor(max_concurrency, thread_name_prefix="batchline")
+        """A pool of daemon threads (an abandoned batch never holds the process up)."""
+        from batchline.backends.threads import DaemonThreadPool  # noqa: PLC0415
+
+        return DaemonThreadPool(max_concurrency, thread_name_prefix="batchline")
 
 
 def resolve_backend(

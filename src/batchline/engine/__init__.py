@@ -9,9 +9,16 @@ from batchline.engine.bridge import resolve_awaitable, run_coroutine
 from batchline.engine.core import new_run_id
 from batchline.engine.hooks import call_hook
 from batchline.engine.items import ItemResults, arun_items, item_outcome, run_items
-from batchline.engine.keys import Key, KeySpec, canonical_key
+from batchline.engine.keys import Key, KeySpec, canonical_key, content_keys
 from batchline.engine.merge import merge_into, merge_outputs
-from batchline.engine.outcome import BatchFailure, BatchOutcome, ItemFailed, RunResult, RunStats
+from batchline.engine.outcome import (
+    BatchFailure,
+    BatchOutcome,
+    ItemFailed,
+    ItemNotRun,
+    RunResult,
+    RunStats,
+)
 from batchline.engine.plan import Batch
 from batchline.engine.progress import BatchProgress
 from batchline.engine.retry import Attempts, RetryPolicy, aretry_call, retry_call
@@ -26,6 +33,13 @@ from batchline.engine.session import (
     split_run_id,
     status_for,
 )
+from batchline.engine.signals import (
+    abandon_requested,
+    on_abandon,
+    on_stop_signal,
+    stop_event,
+    stop_requested,
+)
 from batchline.engine.stream import AsyncBatchStream, BatchStream
 
 __all__ = [
@@ -37,6 +51,7 @@ __all__ = [
     "BatchProgress",
     "BatchStream",
     "ItemFailed",
+    "ItemNotRun",
     "ItemResults",
     "Key",
     "KeySpec",
@@ -44,6 +59,7 @@ __all__ = [
     "RunResult",
     "RunSession",
     "RunStats",
+    "abandon_requested",
     "aretry_call",
     "arun_batches",
     "arun_items",
@@ -51,12 +67,15 @@ __all__ = [
     "call_hook",
     "canonical_key",
     "child_run_id",
+    "content_keys",
     "interruption_message",
     "is_child_of",
     "item_outcome",
     "merge_into",
     "merge_outputs",
     "new_run_id",
+    "on_abandon",
+    "on_stop_signal",
     "resolve_awaitable",
     "resume_id",
     "retry_call",
@@ -66,5 +85,7 @@ __all__ = [
     "run_label",
     "split_run_id",
     "status_for",
+    "stop_event",
+    "stop_requested",
     "stream_batches",
 ]

@@ -31,6 +31,7 @@ from batchline.engine.outcome import BatchOutcome, RunResult
 from batchline.engine.plan import Batch
 from batchline.engine.retry import RetryPolicy
 from batchline.engine.runner import Collector, make_options
+from batchline.engine.signals import SIGNALS, enter_run, exit_run, handle_signal
 from batchline.engine.stream import AsyncBatchStream
 from batchline.engine.window import Window
 from batchline.errors import BatchRunError
@@ -147,32 +148,52 @@ async def arun_batches(
 
 
 class _LoopSignals:
-    """Stop-on-signal handlers on the running loop (main thread, Unix)."""
+    """Stop-on-signal handlers on the running loop (main thread, Unix).
+
+    The first signal stops starting batches; the second cancels the batches in flight
+    (abandoned: not committed) and kills what ``on_abandon`` callbacks kill.
+    """
 
     def __init__(self, core: RunCore, tasks: dict[asyncio.Task[Any], Job]) -> None:
         self._core = core
         self._tasks = tasks
         self._loop = asyncio.get_running_loop()
-        self._installed: list[int] = []
+        self._installed: dict[int, Any] = {}
+        enter_run()
         if core.options.handle_signals and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in SIGNALS:
+                previous = signal.getsignal(signum)
                 try:
                     self._loop.add_signal_handler(signum, self._handle, signum)
                 except (NotImplementedError, RuntimeError):  # pragma: no cover - not Unix
                     continue
-                self._installed.append(signum)
+                self._installed[signum] = previous
 
     def _handle(self, signum: int) -> None:
-        stop = self._core.stop
-        if not stop:
-            stop.set(signum)
-            return
-        for task in self._tasks:
-            task.cancel()
+        if handle_signal(self._core.stop, signum):
+            for task in self._tasks:
+                task.cancel()
 
     def remove(self) -> None:
-        for signum in self._installed:
+        for signum, previous in self._installed.items():
             self._loop.remove_signal_handler(signum)
+            # remove_signal_handler installs the default; put back what was there.
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._installed.clear()
+        exit_run()
+
+
+class _Interrupt:
+    """A ``BaseException`` a batch raised, carried out of its task as a value.
+
+    asyncio re-raises ``KeyboardInterrupt`` and ``SystemExit`` out of the event loop
+    itself, past the driver; carried as a value they stop the run like a signal.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 async def _adrive(
@@ -196,14 +217,17 @@ async def _adrive(
     error: BaseException | None = None
 
     async def call(batch: Batch[Any]) -> Any:
-        if is_async:
-            return await fn(batch)
-        if remote:
-            return await asyncio.wrap_future(pool.submit(call_sync, fn, batch))
-        result = await loop.run_in_executor(pool, fn, batch)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+        try:
+            if is_async:
+                return await fn(batch)
+            if remote:
+                return await asyncio.wrap_future(pool.submit(call_sync, fn, batch))
+            result = await loop.run_in_executor(pool, fn, batch)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+        except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+            return _Interrupt(exc)
 
     def submit(job: Job) -> None:
         core.begin_attempt(job)
@@ -240,7 +264,11 @@ async def _adrive(
                     continue  # abandoned by a second signal: not committed, resume runs it
                 exc = task.exception()
                 if exc is None:
-                    window.finish(job, core.succeed(job, task.result()))
+                    value = task.result()
+                    if isinstance(value, _Interrupt):
+                        core.stop.interrupt(value.error)  # not committed, not failed
+                        continue
+                    window.finish(job, core.succeed(job, value))
                     continue
                 decision = core.fail(job, exc)
                 if isinstance(decision, BatchOutcome):
@@ -252,6 +280,7 @@ async def _adrive(
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         error = exc
         core.stop.set()
+        core.stop.abandoned = True
         raise
     except BaseException as exc:
         error = exc

@@ -25,6 +25,7 @@ from batchline.engine.outcome import (
     BatchFailure,
     BatchOutcome,
     ItemFailed,
+    ItemNotRun,
     RunResult,
     RunStats,
     group_failures,
@@ -32,13 +33,14 @@ from batchline.engine.outcome import (
 from batchline.engine.plan import Batch, Planner
 from batchline.engine.progress import BatchProgress, percentage
 from batchline.engine.session import RunSession, interruption_message, resume_id, run_label
-from batchline.engine.signals import StopFlag
+from batchline.engine.signals import StopFlag, exit_130_when_uncaught
 from batchline.errors import BatchResultError, BatchRunError, RunInterrupted, StateError, StopRun
 from batchline.state.base import BatchCommit, ItemRecord, RunStatus, StateStore
 from batchline.state.codec import unstorable
 from batchline.state.memory import MemoryStateStore
 
 log = logging.getLogger("batchline")
+_MARKERS = frozenset({ItemFailed, ItemNotRun})
 
 
 @dataclass(slots=True)
@@ -188,7 +190,7 @@ class RunCore:
         progress = self._progress(job.batch, job.attempt)
         if self._display is not None:
             self._display.start(progress)
-        call_hook("on_batch_start", hook, progress)
+        self._hook("on_batch_start", hook, progress)
 
     def succeed(self, job: Job, raw: Any) -> BatchOutcome[Any, Any]:
         """Validate and commit a batch's results.
@@ -201,7 +203,8 @@ class RunCore:
         """
         try:
             results = normalize_results(job.work, raw)
-            per_item = isinstance(raw, ItemResults) or ItemFailed in set(map(type, results))
+            kinds = set(map(type, results))
+            per_item = isinstance(raw, ItemResults) or ItemFailed in kinds or ItemNotRun in kinds
             if isinstance(raw, ItemResults):  # an exception in place of a result fails its item
                 results = [
                     ItemFailed(r, job.attempt) if isinstance(r, BaseException) else r
@@ -241,8 +244,13 @@ class RunCore:
     def _partial(self, job: Job, results: list[Any]) -> BatchOutcome[Any, Any]:
         """Commit the items that succeeded and record the ``ItemFailed`` ones, together."""
         work = job.work
-        ok = [i for i, result in enumerate(results) if type(result) is not ItemFailed]
+        ok = [i for i, result in enumerate(results) if type(result) not in _MARKERS]
         bad = [i for i, result in enumerate(results) if type(result) is ItemFailed]
+        pending = len(results) - len(ok) - len(bad)
+        if pending:
+            # Items a front door did not start because the run is stopping: neither
+            # committed nor failed, so a resume runs them. The run stops (if it was not).
+            self.stop.set()
         done = work.subset(ok)
         rows: list[tuple[Key, int, str, str, int]] = []
         grouped: list[tuple[Key, str, str, int]] = []
@@ -269,18 +277,32 @@ class RunCore:
             started_at=job.wall_started,
             duration=time.perf_counter() - job.started,
         )
-        self._write(commit)
-        merged = [None if type(result) is ItemFailed else result for result in results]
+        if ok or bad:
+            self._write(commit)
+        merged = [None if type(result) in _MARKERS else result for result in results]
         failures = group_failures(job.batch.number, grouped)
         return self._finish(
-            job, merged, failures, job.attempt, time.perf_counter() - job.started, ran=True
+            job,
+            merged,
+            failures,
+            job.attempt,
+            time.perf_counter() - job.started,
+            ran=True,
+            pending=pending,
         )
 
     def fail(self, job: Job, error: BaseException) -> float | BatchOutcome[Any, Any]:
         """Decide about a failed attempt: seconds until the retry, or the final outcome."""
         if isinstance(error, StopRun):
             return self._stop_run(job, error)
-        delay = None if self.stop else self.options.retry.delay_for(job.attempt, error)
+        if not isinstance(error, Exception):
+            # KeyboardInterrupt, SystemExit, GeneratorExit from the batch: stop the run as a
+            # signal does; the batch is neither committed nor failed (a resume runs it).
+            self.stop.interrupt(error)
+            return 0.0
+        delay = self.options.retry.delay_for(job.attempt, error)
+        if delay is not None and self.stop:
+            return 0.0  # stopping: the retry is abandoned and its items stay pending
         if delay is not None:
             log.info(
                 "batch %d failed (attempt %d of %d): %s: %s; retrying in %.2fs",
@@ -315,7 +337,7 @@ class RunCore:
         outcome = self._finish(
             job, [], (failure,), job.attempt, time.perf_counter() - job.started, ran=False
         )
-        call_hook(
+        self._hook(
             "on_batch_error",
             self.options.on_batch_error,
             self._progress(job.batch, job.attempt),
@@ -375,6 +397,7 @@ class RunCore:
         duration: float,
         *,
         ran: bool,
+        pending: int = 0,
     ) -> BatchOutcome[Any, Any]:
         """Merge loaded and fresh results, count, and fire ``on_batch_complete`` if ``ran``."""
         batch = job.batch
@@ -401,10 +424,10 @@ class RunCore:
         failed = sum(len(f.keys) for f in failures)
         size = len(batch.items)
         stats = self.stats
-        stats.succeeded += size - failed
+        stats.succeeded += size - failed - pending
         stats.failed += failed
         stats.resumed += len(loaded)
-        self.completed_items += size
+        self.completed_items += size - pending
         self.failed_items += failed
         if failures:
             self.failures.extend(failures)
@@ -425,8 +448,18 @@ class RunCore:
         progress = self._progress(batch, max(attempts, 1))
         if self._display is not None:
             self._display.complete(progress, outcome)
-        call_hook("on_batch_complete", hook, progress, outcome)
+        self._hook("on_batch_complete", hook, progress, outcome)
         return outcome
+
+    def _hook(self, name: str, hook: Any, *args: Any) -> None:
+        """Call a user hook: exceptions are logged; an interrupt from it stops the run."""
+        try:
+            call_hook(name, hook, *args)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+            if self.stop.abandoned:
+                raise
+            log.warning("hook %s raised %s: stopping the run", name, type(exc).__name__)
+            self.stop.interrupt(exc)
 
     def _progress(self, batch: Batch[Any], attempt: int) -> BatchProgress:
         total = self.planner.total_items
@@ -452,8 +485,15 @@ class RunCore:
         """The result so far (``results`` as collected by the caller, if any)."""
         return RunResult(self.run_id, results or [], list(self.failures), self.stats)
 
-    def stop_error(self, results: list[Any] | None = None) -> BatchRunError | None:
-        """The error to raise when the run ended early, or None when it ran to the end."""
+    def stop_error(self, results: list[Any] | None = None) -> BaseException | None:
+        """The error to raise when the run ended early, or None when it ran to the end.
+
+        A ``SystemExit`` raised by user code is raised again once the run is saved (the
+        program exits as it asked); every other interrupt becomes ``RunInterrupted``.
+        """
+        cause = self.stop.cause
+        if isinstance(cause, SystemExit) and self.stop.signal_number is None:
+            return cause
         if self.stopped_on_failure:
             first = self.failures[0] if self.failures else None
             reason = f": {first.error_type}: {first.message}" if first else ""
@@ -479,16 +519,21 @@ class RunCore:
     def interrupted(self, results: list[Any] | None = None) -> RunInterrupted:
         """A ``RunInterrupted`` whose message says how to resume."""
         signum = self.stop.signal_number
+        cause = self.stop.cause
+        by = None
+        if not signum and cause is not None:
+            by = f"{type(cause).__name__} raised by a batch function or hook"
+        abandoned = "the work in flight was abandoned; " if self.stop.abandoned else ""
         total = self.planner.total_items
         remaining = "the missing" if total is None else f"the {total - self.stats.succeeded}"
         if isinstance(self.store, MemoryStateStore):
-            where = "its state is in memory"
+            where = f"{abandoned}its state is in memory"
             resume = (
                 "Resume in this process by passing the same MemoryStateStore and run_id (use "
                 "SQLiteStateStore for runs that outlive the process)."
             )
         else:
-            where = f"its state is saved in {self.store.location}"
+            where = f"{abandoned}its state is saved in {self.store.location}"
             resume = (
                 f"Resume with the same store and run_id={resume_id(self.run_id)!r} to run only "
                 f"{remaining} unfinished items."
@@ -499,7 +544,9 @@ class RunCore:
             resume=resume,
             signal_number=signum,
             items_done=self.completed_items,
+            cause=by,
         )
+        exit_130_when_uncaught()
         return RunInterrupted(message, self.partial(results), signum)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from batchline.errors import ConfigurationError, DuplicateKeyError
@@ -19,7 +19,15 @@ from batchline.state.keys import Key
 
 # `Key` lives in state/ (the stores need it and must not import the engine); it is
 # re-exported here so `from batchline.engine.keys import Key` keeps working.
-__all__ = ["Key", "KeyIndex", "KeySpec", "KeysOf", "canonical_key", "key_function"]
+__all__ = [
+    "Key",
+    "KeyIndex",
+    "KeySpec",
+    "KeysOf",
+    "canonical_key",
+    "content_keys",
+    "key_function",
+]
 
 KeySpec = str | Callable[[Any], Key] | None
 KeysOf = Callable[[Sequence[Any], int], list[Key]]
@@ -43,6 +51,27 @@ def canonical_key(item: Any) -> str:
             "must be JSON-serialisable. Pass `key=` a field name or a callable."
         ) from exc
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def content_keys(items: Iterable[Any]) -> list[str]:
+    """Keys that follow the items, not their positions: a hash of each item's canonical
+    JSON, and for the n-th repeat of an identical item the same hash with ``~n`` appended.
+
+    A front door keys a list it received from an earlier stage with these, so that a
+    resume after that list changed runs the new items, drops the removed ones and
+    repeats nothing.
+
+    Raises:
+        ConfigurationError: an item is not JSON-serialisable (it has no canonical form).
+    """
+    seen: dict[str, int] = {}
+    keys: list[str] = []
+    for item in items:
+        key = canonical_key(item)
+        count = seen.get(key, 0)
+        seen[key] = count + 1
+        keys.append(key if count == 0 else f"{key}~{count}")
+    return keys
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -57,6 +57,21 @@ class ItemFailed:
         return f"ItemFailed({self.error_type}: {self.message!r}, attempts={self.attempts})"
 
 
+class ItemNotRun:
+    """Return this in place of an item's result when the item was not started.
+
+    For front doors that start the items of a batch one by one: once the run is asked to
+    stop (``batchline.engine.stop_requested()``), they start no new item and return
+    ``ItemNotRun()`` for the rest. Those items are neither committed nor failed (a resume
+    runs them), the finished items of the batch are committed, and the run stops.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ItemNotRun()"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome(Generic[T, R]):
     """A finished batch, as streamed to the caller once its state is committed.

@@ -41,6 +41,7 @@ from batchline.state.base import StateStore
 T = TypeVar("T")
 R = TypeVar("R")
 BatchFunction = Callable[[Batch[T]], Any]
+_POLL = 0.25  # seconds: the longest the driving thread waits without looking up
 
 
 def make_options(
@@ -178,10 +179,12 @@ def _drive(core: RunCore, fn: BatchFunction[Any]) -> Generator[BatchOutcome[Any,
             else:
                 yield from _threaded(core, fn)
     except KeyboardInterrupt as exc:
+        # A second signal (already a RunInterrupted), or Ctrl-C with signals not handled.
         error = exc
         core.stop.set()
         if isinstance(exc, RunInterrupted):
             raise
+        core.stop.interrupt(exc)
         raise core.interrupted() from exc
     except GeneratorExit as exc:
         # The caller stopped iterating: what is committed stays committed.
@@ -204,6 +207,8 @@ def _inline(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any,
         job = core.prepare(batch)
         while job.outcome is None:
             core.begin_attempt(job)
+            if stop:
+                return  # a hook stopped the run: the batch stays pending
             try:
                 raw = call_sync(fn, job.work)
             except Exception as exc:
@@ -213,6 +218,11 @@ def _inline(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[Any,
                 elif stop.wait(decision):
                     return  # stop asked while waiting to retry: leave the batch unfinished
                 continue
+            except BaseException as exc:
+                if stop.abandoned:
+                    raise  # a second signal: abandon
+                core.stop.interrupt(exc)  # KeyboardInterrupt, SystemExit... from the batch
+                return
             job.outcome = core.succeed(job, raw)
         yield job.outcome
 
@@ -232,10 +242,11 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-    stop.abandon = lambda: pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(job: Job) -> None:
         core.begin_attempt(job)
+        if stop:
+            return  # a hook stopped the run: the batch stays pending
         running[pool.submit(call_sync, fn, job.work)] = job
 
     try:
@@ -258,7 +269,11 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
                 if retries:
                     stop.wait(max(0.0, retries[0][0] - time.monotonic()))
                 continue
-            timeout = max(0.0, retries[0][0] - time.monotonic()) if retries else None
+            # Never an unbounded wait: a signal taken by another thread must still reach
+            # the handler, which runs only when this (main) thread wakes up.
+            timeout = _POLL
+            if retries:
+                timeout = min(_POLL, max(0.0, retries[0][0] - time.monotonic()))
             done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
                 job = running.pop(future)
@@ -266,6 +281,9 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
                 if error is None:
                     window.finish(job, core.succeed(job, future.result()))
                     continue
+                if not isinstance(error, Exception):
+                    stop.interrupt(error)  # KeyboardInterrupt, SystemExit... from the batch
+                    continue  # not committed, not failed: a resume runs it
                 decision = core.fail(job, error)
                 if isinstance(decision, BatchOutcome):
                     window.finish(job, decision)
@@ -273,9 +291,13 @@ def _threaded(core: RunCore, fn: BatchFunction[Any]) -> Iterator[BatchOutcome[An
                     heapq.heappush(retries, (time.monotonic() + decision, next(tiebreak), job))
         # Stopped: outcomes already committed are still handed out, in order.
         yield from window.drain()
+    except KeyboardInterrupt:
+        stop.abandoned = True  # a second signal, or Ctrl-C with signals not handled
+        raise
     finally:
-        pool.shutdown(wait=not stop.signal_number or not running, cancel_futures=True)
-        stop.abandon = None
+        # Abandoned: never wait for the batches in flight (the local pool's threads are
+        # daemons, so they do not hold the process up; their results are not committed).
+        pool.shutdown(wait=not (running and stop.abandoned), cancel_futures=True)
 
 
 def run_batches(

@@ -20,6 +20,7 @@ from typing import Any
 
 from batchline.errors import ConfigurationError, RunInterrupted, StateError, StopRun
 from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, RunStatus, StateStore
+from batchline.state.faults import StateFileError
 from batchline.state.keys import Key
 
 log = logging.getLogger("batchline")
@@ -84,6 +85,7 @@ def interruption_message(
     resume: str,
     signal_number: int | None = None,
     items_done: int | None = None,
+    cause: str | None = None,
 ) -> str:
     """The one format of "this run was interrupted" messages, engine and front doors alike:
     ``run 'nightly' (stage 'process') interrupted by SIGINT after 40 items; {where}.
@@ -95,6 +97,7 @@ def interruption_message(
         resume: how to resume it, as a full sentence or a command.
         signal_number: the signal that stopped it, if one did.
         items_done: items finished before it stopped, if known.
+        cause: what stopped it when no signal did (``KeyboardInterrupt raised by ...``).
     """
     import signal  # noqa: PLC0415 - only messages need the names
 
@@ -104,6 +107,8 @@ def interruption_message(
             by = f" by {signal.Signals(signal_number).name}"
         except ValueError:
             by = f" by signal {signal_number}"
+    elif cause:
+        by = f" by {cause}"
     after = "" if items_done is None else f" after {items_done} items"
     return f"{run_label(run_id)} interrupted{by}{after}; {where}. {resume}"
 
@@ -311,10 +316,15 @@ class _Heartbeat:
         self._thread.start()
 
     def _beat(self) -> None:
+        from batchline.backends.threads import shield_thread_from_signals  # noqa: PLC0415
+
+        shield_thread_from_signals()  # signals go to the main thread, which handles them
         while not self._done.wait(self._every):
             try:
                 self._store.heartbeat(self._lease)
-            except StateError as exc:
+            except StateFileError:  # a busy or full disk: try again on the next beat
+                log.debug("heartbeat failed", exc_info=True)
+            except StateError as exc:  # the lease was taken over: stop writing
                 self.error = exc
                 return
             except Exception:  # a busy database: try again on the next beat

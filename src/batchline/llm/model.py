@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,6 @@ from batchline.llm.errors import (
     LLMRequestError,
     LLMTransientError,
     LLMTruncatedError,
-    MissingAPIKeyError,
     RateLimitedError,
     RateLimitTimeoutError,
     StructuredOutputError,
@@ -119,9 +117,20 @@ class ChatModel:
             engine stops the run, keeps its state, and a resume goes on).
         max_repairs: re-asks after an invalid structured answer.
         adaptive: adapt concurrency and the request rate to 429s.
+        provider: ``"openai"`` (default; any server speaking OpenAI's API) or
+            ``"anthropic"`` (the native Messages API; ``ANTHROPIC_BASE_URL`` /
+            ``ANTHROPIC_API_KEY``).
+        mode: ``"online"`` (one HTTP call per request) or ``"batch"`` (the provider's batch
+            API: half the price, answers within hours; see ``batchline.llm.batch``).
+        poll_interval: seconds between polls of a batch job.
+        batch_prices: USD per 1M tokens for batch jobs (default: half the online prices).
+        batch_journal: where batch job ids are kept (default: ``llm-batches.db`` in
+            ``cache_dir``; front doors pass the run's own state).
+        cancel_jobs: on Ctrl-C, cancel the batch jobs instead of leaving them running
+            (default: the ``BATCHLINE_CANCEL_JOBS`` variable, set by ``--cancel-jobs``).
 
     Raises:
-        MissingAPIKeyError: no key for OpenAI's endpoint (at construction, before any batch).
+        MissingAPIKeyError: no key for the provider's own endpoint (at construction).
         UnknownPriceError: ``max_cost_usd`` for a model with no known price.
         ConfigurationError: ``transport="openai-aiohttp"`` with an ``openai`` that lacks it.
     """
@@ -145,7 +154,15 @@ class ChatModel:
         max_cost_usd: float | None = None,
         max_repairs: int = 2,
         adaptive: bool = True,
+        provider: str = "openai",
+        mode: str = "online",
+        poll_interval: float = 30.0,
+        batch_prices: Mapping[str, tuple[float, float, float]] | None = None,
+        batch_journal: Any = None,
+        cancel_jobs: bool | None = None,
     ) -> None:
+        from batchline.llm.batch import setup  # noqa: PLC0415 - providers and batch mode
+
         if transport not in TRANSPORTS:
             raise ValueError(f"`transport` is {transport!r}; expected one of {TRANSPORTS}")
         if transport == "openai-aiohttp":
@@ -153,15 +170,9 @@ class ChatModel:
             if problem is not None:
                 raise ConfigurationError(f"transport='openai-aiohttp': {problem}")
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not key and self.base_url == OPENAI_URL:
-            raise MissingAPIKeyError(
-                "no API key for api.openai.com: set OPENAI_API_KEY (or pass api_key=), or point "
-                "OPENAI_BASE_URL / base_url= at a compatible server (vLLM, Ollama, "
-                "`python -m batchline.testing.server`)."
-            )
-        self.api_key = key or "not-needed"
+        self.provider = setup.check_choice("provider", provider, setup.PROVIDERS)
+        self.mode = setup.check_choice("mode", mode, setup.MODES)
+        self.base_url, self.api_key = setup.endpoint(provider, base_url, api_key)
         self.timeout = timeout
         self.retry = retry or RetryPolicy(
             max_attempts=6, backoff=0.5, max_backoff=30.0, retry_on=(LLMTransientError,)
@@ -187,6 +198,24 @@ class ChatModel:
             )
         self._set_limits(max_concurrency, rpm, tpm, max_cost_usd, prices)
         add_cost_source("batchline.llm", _process_cost)
+        if provider == "anthropic":
+            self._transport = setup.AnthropicTransport(
+                AiohttpTransport(timeout), self.base_url, self.api_key
+            )
+        self.cache_dir = Path(cache_dir)
+        self._batch_prices = batch_prices
+        self.batch = None
+        if mode == "batch":
+            self.batch = setup.batch_collector(
+                self,
+                usage_of=lambda response: _usage(response, self.price_book, None),
+                journal=batch_journal,
+                poll_interval=poll_interval,
+                batch_prices=batch_prices,
+                cancel_jobs=cancel_jobs,
+                cache_dir=cache_dir,
+                max_attempts=self.retry.max_attempts,
+            )
 
     def _set_limits(
         self,
@@ -229,10 +258,20 @@ class ChatModel:
             max_cost_usd,
             self.prices if prices is None else {**self.prices, **prices},
         )
+        if self.batch is not None:  # batch mode: the twin's own collector, the same journal
+            twin.batch = None
+            twin = twin.batched(
+                poll_interval=self.batch.poll_interval,
+                batch_journal=self.batch.journal,
+                cancel_jobs=self.batch.cancel_on_interrupt,
+                batch_prices=self._batch_prices,
+            )
         return twin
 
     def __repr__(self) -> str:
-        return f"ChatModel({self.model!r}, base_url={self.base_url!r})"
+        extra = "" if self.provider == "openai" else f", provider={self.provider!r}"
+        extra += "" if self.mode == "online" else f", mode={self.mode!r}"
+        return f"ChatModel({self.model!r}, base_url={self.base_url!r}{extra})"
 
     # -- calls ------------------------------------------------------------------------
 
@@ -311,6 +350,20 @@ class ChatModel:
                     },
                 ],
             }
+
+    def batched(self, **options: Any) -> ChatModel:
+        """This model in ``mode="batch"`` (itself if it already is): the same endpoint,
+        cache, limits, budget and usage totals, its requests sent as provider batch jobs.
+        ``options``: ``poll_interval``, ``batch_prices``, ``batch_journal``, ``cancel_jobs``.
+        """
+        from batchline.llm.batch.setup import batch_twin  # noqa: PLC0415
+
+        if self.batch is not None and not options:
+            return self
+        twin: ChatModel = batch_twin(
+            self, lambda response: _usage(response, twin.price_book, None), options
+        )
+        return twin
 
     def complete(self, prompt: str | None = None, **options: Any) -> Completion:
         """``acomplete`` from synchronous code."""
@@ -393,6 +446,13 @@ class ChatModel:
     async def _send(self, body: dict[str, Any], detect: bool) -> tuple[dict[str, Any], Usage]:
         """One answer: 429s waited out on the endpoint's cool-down (not attempts, up to
         ``max_wait``); other transient errors retried by the engine's retry driver."""
+        if self.batch is not None:  # batch mode: a provider job answers it
+            from batchline.llm.batch.setup import current_request_name  # noqa: PLC0415
+
+            answer: tuple[dict[str, Any], Usage] = await self.batch.request(
+                body, current_request_name()
+            )
+            return answer
         tokens, estimate = self._estimate_cost(body)
         bounded = body.get("max_tokens") is not None
         asked = body.get("response_format")

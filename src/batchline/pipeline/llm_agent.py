@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchline.llm import ChatModel, acomplete_items
+from batchline.llm.batch import request_name
 from batchline.pipeline.agent import Agent
 
 
@@ -23,6 +24,9 @@ class LLMAgent(Agent):
         per_batch: pack the items of the field into one request (batch prompt) instead of
             one request per item.
         prompt: how an item becomes a prompt (default: its JSON).
+        mode: ``"online"`` (the model's own mode) or ``"batch"``: the items' requests go
+            to the provider's batch API as jobs (half the price; answers within hours;
+            jobs survive crashes, see docs/llm.md "Batch mode").
     """
 
     def __init__(
@@ -36,8 +40,12 @@ class LLMAgent(Agent):
         per_batch: bool = False,
         prompt: Any = None,
         name: str | None = None,
+        mode: str | None = None,
     ) -> None:
-        self.model = model
+        if mode not in (None, "online", "batch"):
+            raise ValueError(f"`mode` is {mode!r}; expected 'online' or 'batch'")
+        self.model = model.batched() if mode == "batch" else model
+        self.mode = mode or getattr(model, "mode", "online")
         self.instructions = instructions
         self.output = output
         self.input_field = input_field
@@ -64,6 +72,7 @@ class LLMAgent(Agent):
             items = list(context[self.input_field])
             if self.per_batch:
                 keyed = {str(i): self.prompt(item) for i, item in enumerate(items)}
+                # packed: one request for the batch (in batch mode, one job request)
                 answers = await acomplete_items(
                     self.model, keyed, instructions=self.instructions, output=self.output
                 )
@@ -73,17 +82,19 @@ class LLMAgent(Agent):
                 values = [_plain(answers[str(i)]) for i in range(len(items))]
             else:
                 completions = await asyncio.gather(
-                    *(
-                        self.model.acomplete(
-                            self.prompt(item), system=self.instructions, output=self.output
-                        )
-                        for item in items
-                    )
+                    *(self._ask(item, index) for index, item in enumerate(items))
                 )
                 values = [_value(c) for c in completions]
             return {self.output_field: values}
         finally:
             await self.model.aclose()
+
+    async def _ask(self, item: Any, index: int) -> Any:
+        """One item's call; in batch mode its request is named after the item."""
+        with request_name(f"item-{index}" if self.mode == "batch" else None):
+            return await self.model.acomplete(
+                self.prompt(item), system=self.instructions, output=self.output
+            )
 
 
 def _as_text(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batchline.engine import Key, canonical_key
+from batchline.engine import Key, content_keys
 from batchline.errors import ConfigurationError
 from batchline.pipeline.errors import StepError
 from batchline.pipeline.scopes import BatchingScope
@@ -93,20 +93,13 @@ def item_keys(items: list[Any], spec: Any, scope: str, *, by_content: bool) -> l
 
 def _hashed(items: list[Any], scope: str) -> list[Key]:
     """Content keys; the n-th repeat of an identical item gets ``~n`` appended."""
-    seen: dict[str, int] = {}
-    keys: list[Key] = []
-    for item in items:
-        try:
-            key = canonical_key(item)
-        except ConfigurationError as exc:
-            raise ConfigurationError(
-                f"batching scope `{scope}`: {exc} Or declare an id-like field on the trigger: "
-                "triggers_batching(..., key='id')."
-            ) from exc
-        count = seen.get(key, 0)
-        seen[key] = count + 1
-        keys.append(key if count == 0 else f"{key}~{count}")
-    return keys
+    try:
+        return list(content_keys(items))
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"batching scope `{scope}`: {exc} Or declare an id-like field on the trigger: "
+            "triggers_batching(..., key='id')."
+        ) from exc
 
 
 def _declared_key(item: Any, spec: Any, position: int, scope: str) -> Key:

@@ -18,10 +18,13 @@ def open_store(location: str | os.PathLike[str], *, lease_ttl: float | None = No
         lease_ttl: the store's lease TTL (None: its default).
     """
     text = os.fspath(location)
-    options = {} if lease_ttl is None else {"lease_ttl": lease_ttl}
     if is_postgres_url(text):
-        return PostgresStateStore(text, **options)
-    return SQLiteStateStore(text, **options)
+        if lease_ttl is None:
+            return PostgresStateStore(text)
+        return PostgresStateStore(text, lease_ttl=lease_ttl)
+    if lease_ttl is None:
+        return SQLiteStateStore(text)
+    return SQLiteStateStore(text, lease_ttl=lease_ttl)
 
 
 __all__ = ["open_store"]

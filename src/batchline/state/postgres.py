@@ -23,6 +23,7 @@ from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, Run
 from batchline.state.codec import (
     decode,
     decode_positions,
+    decode_results,
     encode,
     encode_batch,
     encode_keys,
@@ -501,7 +502,7 @@ class _Chunk:
         self.attempts = int(attempts)
         self.keys: list[Key] = decode(keys)
         self.positions = decode_positions(positions)
-        self.results: list[Any] = decode(results)
+        self.results: list[Any] = decode_results(results)
 
     def records(self) -> dict[Key, ItemRecord]:
         batch, attempts = self.batch, self.attempts

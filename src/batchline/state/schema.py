@@ -98,6 +98,17 @@ def read_version(db: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def check_version(db: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; ``StateError`` if a newer batchline wrote it (no writes)."""
+    version = read_version(db)
+    if version > CURRENT_VERSION:
+        raise StateError(
+            f"state file {path} has schema version {version}, but this batchline knows up to "
+            f"version {CURRENT_VERSION}. Upgrade batchline (pip install -U batchline) to open it."
+        )
+    return version
+
+
 def migrate(
     db: sqlite3.Connection, path: str, migrations: dict[int, Migration] | None = None
 ) -> int:

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ from batchline.state.base import BatchCommit, ItemRecord, ItemStatus, Lease, Run
 from batchline.state.codec import (
     decode,
     decode_positions,
+    decode_results,
     encode_batch,
     encode_keys,
     encode_positions,
 )
+from batchline.state.faults import damaged_row, foreign_file, state_error
 from batchline.state.jobdir import check_state_path
 from batchline.state.keys import Key
 from batchline.state.lease import (
@@ -31,7 +33,7 @@ from batchline.state.lease import (
     process_start,
     takeover_refusal,
 )
-from batchline.state.schema import migrate
+from batchline.state.schema import check_version, migrate
 from batchline.state.sessions import close_session, open_session
 
 _LOOKUP_CHUNK = 500
@@ -46,36 +48,81 @@ class SQLiteStateStore:
     survives the process being killed). Several processes may open the same file; a
     run is driven by one process at a time, guarded by a lease with a heartbeat.
 
+    Storage faults (disk full, a read-only file, a lock held by a stopped writer, a
+    damaged file or row, a foreign database) raise ``StateFileError`` naming the file,
+    the run and the remedy; nothing committed before the fault is lost.
+
     Args:
         path: the database file; its folder is created if needed.
         lease_ttl: seconds of heartbeat silence after which a lease held from another
             host may be taken over (a dead holder on this host is taken over at once).
-        timeout: seconds to wait for another process's write to finish.
+        timeout: seconds to wait for another process's write transaction to finish
+            before giving up with an error that says so.
+        read_only: open for reading only (listing and showing runs), which also works on
+            a read-only file or file system; writing raises ``StateFileError``.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, lease_ttl: float = DEFAULT_TTL, timeout: float = 30.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease_ttl: float = DEFAULT_TTL,
+        timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         check_state_path(self.path)
-        if self.path.parent and not self.path.parent.exists():
+        self.read_only = read_only
+        self.timeout = timeout
+        if not read_only and self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_ttl = lease_ttl
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db, str(self.path))
-        except sqlite3.DatabaseError as exc:
-            raise StateError(
-                f"cannot open state file {self.path}: {exc}. Is it a batchline state file? "
-                "Point `store=` at another path, or move the file away."
-            ) from exc
+        self._db = self._connect()
         self._run_pks: dict[str, int] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        path = str(self.path)
+        db: sqlite3.Connection | None = None
+        try:
+            if self.read_only:
+                db = _open_read_only(self.path, self.timeout)
+            else:
+                db = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+            tables = _tables(db)
+            if tables and "schema_version" not in tables:
+                raise foreign_file(path, sorted(tables))
+            if self.read_only:
+                if not tables:
+                    raise StateError(f"{path} holds no batchline runs (it is empty)")
+                check_version(db, path)
+                return db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            migrate(db, path)
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise state_error(exc, path, doing="open", timeout=self.timeout) from exc
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        return db
+
+    @contextmanager
+    def _reading(self, doing: str, run_id: str | None = None) -> Iterator[sqlite3.Connection]:
+        """Reads under the lock; a SQLite fault becomes a ``StateFileError``."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise state_error(
+                    exc, str(self.path), doing=doing, run_id=run_id, timeout=self.timeout
+                ) from exc
 
     @property
     def location(self) -> str:
@@ -92,17 +139,34 @@ class SQLiteStateStore:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Commit on success, roll back on any exception; never half-written."""
+    def _transaction(
+        self, doing: str = "write", run_id: str | None = None
+    ) -> Iterator[sqlite3.Connection]:
+        """Commit on success, roll back on any exception; never half-written.
+
+        A SQLite fault (disk full, read-only, locked, damaged) becomes a
+        ``StateFileError`` naming the file, the run and the remedy.
+        """
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back
+                        db.execute("ROLLBACK")
+                    raise
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.Error:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise state_error(
+                    exc, str(self.path), doing=doing, run_id=run_id, timeout=self.timeout
+                ) from exc
 
     def acquire(self, run_id: str, *, meta: Mapping[str, Any] | None = None) -> Lease:
         """Create or resume ``run_id`` and take its lease.
@@ -114,7 +178,7 @@ class SQLiteStateStore:
         token = new_token()
         pid = os.getpid()
         holder = (token, pid, host_name(), process_start(pid), now)
-        with self._transaction() as db:
+        with self._transaction("start or resume the run", run_id) as db:
             row = db.execute(
                 "SELECT id, meta, lease_token, lease_pid, lease_host, lease_started, heartbeat_at"
                 " FROM runs WHERE run_id = ?",
@@ -158,7 +222,7 @@ class SQLiteStateStore:
 
     def heartbeat(self, lease: Lease) -> None:
         """Refresh the lease's heartbeat; ``StateError`` if it was taken over."""
-        with self._transaction() as db:
+        with self._transaction("refresh the run's lease", lease.run_id) as db:
             self._touch(db, lease, time.time())
 
     def _touch(self, db: sqlite3.Connection, lease: Lease, now: float) -> int:
@@ -177,7 +241,7 @@ class SQLiteStateStore:
     def release(self, lease: Lease, status: RunStatus, *, total_items: int | None = None) -> None:
         """Record the final status and give up the lease."""
         now = time.time()
-        with self._transaction() as db:
+        with self._transaction("record the run's final status", lease.run_id) as db:
             pk = self._pk(lease.run_id)
             row = db.execute(
                 "SELECT meta FROM runs WHERE id = ? AND lease_token = ?", (pk, lease.token)
@@ -199,7 +263,7 @@ class SQLiteStateStore:
         if pk is None or not keys:
             return {}
         found: dict[Key, ItemRecord] = {}
-        with self._lock:
+        with self._reading("look up committed items", run_id):
             rows: list[tuple[Any, ...]] = []
             for start in range(0, len(keys), _LOOKUP_CHUNK):
                 part = keys[start : start + _LOOKUP_CHUNK]
@@ -211,7 +275,7 @@ class SQLiteStateStore:
             if not rows:
                 return found
             done_chunks = {chunk for _, chunk, status in rows if status == "done"}
-            for chunk in self._load_chunks(done_chunks):
+            for chunk in self._load_chunks(done_chunks, run_id):
                 found.update(chunk.records())
             failed = [key for key, _, status in rows if status == "failed"]
             for start in range(0, len(failed), _LOOKUP_CHUNK):
@@ -225,17 +289,20 @@ class SQLiteStateStore:
         current = {key: status for key, _, status in rows}
         return {key: record for key, record in found.items() if current.get(key) == record.status}
 
-    def _load_chunks(self, ids: set[int]) -> list[_Chunk]:
+    def _load_chunks(self, ids: set[int], run_id: str) -> list[_Chunk]:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        return [
-            _Chunk(*row)
-            for row in self._db.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})",  # noqa: S608 - only placeholders are interpolated
-                tuple(ids),
-            )
-        ]
+        chunks: list[_Chunk] = []
+        for row in self._db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})",  # noqa: S608 - only placeholders are interpolated
+            tuple(ids),
+        ):
+            try:
+                chunks.append(_Chunk(*row))
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                raise damaged_row(str(self.path), run_id, int(row[0]), exc) from exc
+        return chunks
 
     def commit_batch(self, lease: Lease, commit: BatchCommit) -> None:
         """Write one batch atomically, after checking the lease is still ours."""
@@ -245,7 +312,7 @@ class SQLiteStateStore:
         key_text = encode_keys(keys)
         position_text = encode_positions(commit.positions)
         failed = commit.failed
-        with self._transaction() as db:
+        with self._transaction(f"commit batch {number}", lease.run_id) as db:
             pk = self._touch(db, lease, time.time())
             chunk = db.execute(
                 "INSERT INTO chunks (run, batch, size, failed, attempts, started_at, duration,"
@@ -298,7 +365,7 @@ class SQLiteStateStore:
 
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first, with item counts."""
-        with self._lock:
+        with self._reading("list the runs"):
             rows = self._db.execute(
                 "SELECT id, run_id, created_at, updated_at, status, meta, total_items, lease_pid,"
                 " lease_host FROM runs ORDER BY created_at DESC, id DESC"
@@ -308,7 +375,7 @@ class SQLiteStateStore:
 
     def get_run(self, run_id: str) -> RunInfo:
         """One run, or ``StateError`` naming the runs there are."""
-        with self._lock:
+        with self._reading("read the run", run_id):
             row = self._db.execute(
                 "SELECT id, run_id, created_at, updated_at, status, meta, total_items, lease_pid,"
                 " lease_host FROM runs WHERE run_id = ?",
@@ -326,7 +393,7 @@ class SQLiteStateStore:
             raise StateError(self._unknown(run_id))
         last = 0
         while True:
-            with self._lock:
+            with self._reading("read the run's items", run_id):
                 numbers = [
                     int(row[0])
                     for row in self._db.execute(
@@ -337,11 +404,13 @@ class SQLiteStateStore:
                 ]
                 if not numbers:
                     return
-                page = self._page(pk, numbers[0], numbers[-1], status)
+                page = self._page(pk, numbers[0], numbers[-1], status, run_id)
             yield from sorted(page, key=lambda record: record.position)
             last = numbers[-1]
 
-    def _page(self, pk: int, first: int, last: int, status: ItemStatus | None) -> list[ItemRecord]:
+    def _page(
+        self, pk: int, first: int, last: int, status: ItemStatus | None, run_id: str
+    ) -> list[ItemRecord]:
         """Current records of batches ``first``..``last`` (latest state of each item)."""
         current: dict[Key, str] = {}
         chunk_ids: set[int] = set()
@@ -355,7 +424,7 @@ class SQLiteStateStore:
                 chunk_ids.add(chunk)
         records: list[ItemRecord] = []
         if status in (None, "done"):
-            for chunk in self._load_chunks(chunk_ids):
+            for chunk in self._load_chunks(chunk_ids, run_id):
                 records.extend(
                     record for key, record in chunk.records().items() if current.get(key) == "done"
                 )
@@ -372,7 +441,7 @@ class SQLiteStateStore:
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run, its items and batches."""
-        with self._transaction() as db:
+        with self._transaction("delete the run", run_id) as db:
             pk = self._find_pk(run_id)
             if pk is not None:
                 for table in ("items", "failures", "chunks"):
@@ -392,7 +461,7 @@ class SQLiteStateStore:
         return pk
 
     def _find_pk(self, run_id: str) -> int | None:
-        with self._lock:
+        with self._reading("find the run", run_id):
             row = self._db.execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -411,7 +480,7 @@ class SQLiteStateStore:
         return counts
 
     def _unknown(self, run_id: str) -> str:
-        with self._lock:
+        with self._reading("list the runs"):
             names = [r[0] for r in self._db.execute("SELECT run_id FROM runs LIMIT 10")]
         listed = ", ".join(repr(n) for n in names) or "none"
         return (
@@ -430,7 +499,7 @@ class _Chunk:
         self.attempts = int(attempts)
         self.keys: list[Key] = decode(keys)
         self.positions = decode_positions(positions)
-        self.results: list[Any] = decode(results)
+        self.results: list[Any] = decode_results(results)
 
     def records(self) -> dict[Key, ItemRecord]:
         batch, attempts = self.batch, self.attempts
@@ -461,3 +530,36 @@ def _info(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunInfo:
         active_pid=None if pid is None else int(pid),
         active_host=host,
     )
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+
+
+def _open_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection; on a read-only file system, an immutable one."""
+    if not path.exists():
+        raise StateError(f"no state file at {path}; check the path (--state / store=)")
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    db = sqlite3.connect(
+        uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # WAL on a read-only folder: SQLite cannot create the -shm file. Read the file
+        # as it is (what a checkpoint wrote; recent batches may sit in the -wal file).
+        db.close()
+        db = sqlite3.connect(
+            f"{path.resolve().as_uri()}?immutable=1",
+            uri=True,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    return db

@@ -27,10 +27,13 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+from batchline.testing.anthropic_api import AnthropicAPI
+from batchline.testing.batch_api import BatchAPI, chat_answer
 
 Responder = Callable[[list[dict[str, Any]], dict[str, Any]], str | None]
 RETRY_STYLES = ("retry-after", "http-date", "retry-after-ms", "reset", "proxy", "none")
@@ -105,6 +108,9 @@ class OpenAICompatibleServer:
             ``Input should be 'text' or 'json_object'`` (as llama.cpp's server does).
         responder: ``fn(messages, body) -> content`` to script answers (None: default).
         seed: for the fault injection.
+        batch: options of the provider batch APIs (``BatchAPI``: ``completion_time``,
+            ``error_ids``, ``expire_ids``, ``fail_jobs``); Anthropic's Messages API is
+            served too (``batch_api``, ``anthropic_api``).
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class OpenAICompatibleServer:
         rate_limit_first: int = 0,
         responder: Responder | None = None,
         seed: int = 0,
+        batch: Mapping[str, Any] | None = None,
     ) -> None:
         if retry_style not in RETRY_STYLES:
             raise ValueError(f"`retry_style` is {retry_style!r}; expected one of {RETRY_STYLES}")
@@ -163,6 +170,8 @@ class OpenAICompatibleServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._runner: web.AppRunner | None = None
+        self.batches = BatchAPI(chat_answer(self._content), **dict(batch or {}))
+        self.anthropic = AnthropicAPI(chat_answer(self._content))
 
     @property
     def base_url(self) -> str:
@@ -208,6 +217,8 @@ class OpenAICompatibleServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        self.batches.register(app)
+        self.anthropic.register(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from batchline.engine import split_run_id
 from batchline.errors import StateError
-from batchline.state.codec import decode, decode_positions
+from batchline.state.codec import decode, decode_positions, decode_results
 
 Key = str | int
 
@@ -317,7 +317,7 @@ class StateSource:
         """LLM usage a workflow recorded in its step records (steps are the run's items)."""
         total: dict[str, float] = {}
         for (results,) in self._query("SELECT results FROM chunks WHERE run = ?", (pk,)):
-            for record in decode(results):
+            for record in decode_results(results):
                 usage = record.get("usage") if isinstance(record, dict) else None
                 for name, value in (usage or {}).items():
                     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -532,7 +532,7 @@ class StateSource:
             (pk, first, last),
         ):
             for key, position, result in zip(
-                decode(keys), decode_positions(positions), decode(results), strict=True
+                decode(keys), decode_positions(positions), decode_results(results), strict=True
             ):
                 yield ItemRow(
                     key, int(position), int(number), "done", int(attempts), result,
@@ -603,7 +603,7 @@ class StateSource:
         index = keys_list.index(key)
         return ItemRow(
             key, int(decode_positions(positions)[index]), int(number), "done", int(attempts),
-            decode(results)[index], run_id=run_id, started_at=float(started),
+            decode_results(results)[index], run_id=run_id, started_at=float(started),
             duration=float(duration),
         )  # fmt: skip
 

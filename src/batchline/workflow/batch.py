@@ -16,21 +16,25 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchline.backends.threads import DaemonThreadPool
 from batchline.engine import (
     Attempts,
     Batch,
     ItemFailed,
+    ItemNotRun,
     ItemResults,
     RetryPolicy,
+    abandon_requested,
     aretry_call,
     child_run_id,
     item_outcome,
     retry_call,
     run_coroutine,
+    stop_event,
+    stop_requested,
     stream_batches,
 )
 from batchline.errors import BatchRunError, StopRun
@@ -59,10 +63,20 @@ BATCH_INPUTS = frozenset(
 )
 
 
-def _item_result(done: Attempts, redactor: Redactor | None = None, client_retries: int = 0) -> Any:
-    """A stored item result ``[value, attempts]``, or its failure (``ItemFailed``); secret
-    values redacted. ``client_retries`` are the requests a task repeated inside one attempt
-    (an LLM client's 5xx and 429s), counted as attempts so they show in the ``retried`` stat.
+def _item_result(
+    done: Attempts,
+    redactor: Redactor | None = None,
+    client_retries: int = 0,
+    stopping: bool = False,
+) -> Any:
+    """A stored item result ``[value, attempts]``, its failure (``ItemFailed``), or
+    ``ItemNotRun``; secret values redacted. ``client_retries`` are the requests a task
+    repeated inside one attempt (an LLM client's 5xx and 429s), counted as attempts so they
+    show in the ``retried`` stat.
+
+    An item that failed while the run was stopping (its retries cut short, or its command
+    killed by a second signal) is left pending, never recorded as failed because of the
+    signal: the resume runs it.
 
     Raises:
         StopRun: the task asked the run to stop (a budget): the item is not failed, its
@@ -70,6 +84,8 @@ def _item_result(done: Attempts, redactor: Redactor | None = None, client_retrie
     """
     if isinstance(done.error, StopRun):
         raise done.error
+    if done.error is not None and stopping:
+        return ItemNotRun()
     done = Attempts(done.value, done.error, done.attempts + client_retries)
     outcome = item_outcome(done, _wrap)
     if redactor:
@@ -82,6 +98,15 @@ def _item_result(done: Attempts, redactor: Redactor | None = None, client_retrie
 
 def _wrap(value: Any, attempts: int) -> list[Any]:
     return [lists_for_sets(value), attempts]  # a set is kept as a list, as step results are
+
+
+class _NotStarted(BaseException):
+    """An async item whose turn came after the run was asked to stop."""
+
+
+def _signal_stop() -> threading.Event:
+    """Set by the first SIGINT/SIGTERM: cuts an item's retry wait short."""
+    return stop_event()
 
 
 def _stop_names() -> set[str]:
@@ -192,18 +217,18 @@ class ChunkRunner:
         return event
 
     def close(self) -> None:
-        """Shut the item pool down."""
+        """Shut the item pool down (without waiting for abandoned items)."""
         pool = self._local.pop("pool", None)
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not abandon_requested(), cancel_futures=True)
 
-    def _pool(self) -> ThreadPoolExecutor | None:
+    def _pool(self) -> DaemonThreadPool | None:
         if self.inner <= 1:
             return None
         with _POOL_LOCK:
-            pool: ThreadPoolExecutor | None = self._local.get("pool")
+            pool: DaemonThreadPool | None = self._local.get("pool")
             if pool is None:
-                pool = ThreadPoolExecutor(
+                pool = DaemonThreadPool(
                     int(self.settings.get("max_concurrency") or self.inner),
                     thread_name_prefix=f"batchline-{self.step}",
                 )
@@ -241,19 +266,30 @@ class ChunkRunner:
             settings=settings,
         )
 
+    def _stopping(self) -> bool:
+        """The run was asked to stop: start no new item (it stays pending for the resume)."""
+        return stop_requested() or self.stop_event().is_set()
+
     def run_one(self, inputs_context: dict[str, Any]) -> Any:
-        """One item (or chunk), with its retries."""
+        """One item (or chunk), with its retries; ``ItemNotRun`` once the run is stopping."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
         handler = get_task(self.nested_type)
-        done = retry_call(lambda: handler(task_config), self.policy, stop=self.stop_event())
+        done = retry_call(lambda: handler(task_config), self.policy, stop=_signal_stop())
         return _item_result(
-            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
         )
 
     async def arun_one(self, inputs_context: dict[str, Any], gate: asyncio.Semaphore) -> Any:
         """One item of an async task, with its retries."""
+        if self._stopping():
+            return ItemNotRun()
         task_config = self._prepare(inputs_context)
         if isinstance(task_config, ItemFailed):
             return task_config
@@ -261,11 +297,19 @@ class ChunkRunner:
 
         async def attempt() -> Any:
             async with gate:
+                if self._stopping():
+                    raise _NotStarted
                 return await handler(task_config)
 
-        done = await aretry_call(attempt, self.policy, stop=self.stop_event())
+        try:
+            done = await aretry_call(attempt, self.policy, stop=_signal_stop())
+        except _NotStarted:
+            return ItemNotRun()
         return _item_result(
-            done, self.settings.get("redactor"), task_config.settings["client_retries"][0]
+            done,
+            self.settings.get("redactor"),
+            task_config.settings["client_retries"][0],
+            self._stopping(),
         )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
@@ -312,8 +356,8 @@ class ChunkRunner:
                 if is_async
                 else self.run_one(ctx)
             )
-            if isinstance(result, ItemFailed):
-                return [result] * len(values)  # the chunk failed: all of its items did
+            if isinstance(result, ItemFailed | ItemNotRun):
+                return [result] * len(values)  # the chunk failed (or never ran): all its items
             return [result, *([None] * (len(values) - 1))]
         pool = self._pool()
         if pool is None:
@@ -401,6 +445,22 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         width = min(chunk_size, concurrency)
         outer = min(chunks, max(1, math.ceil(concurrency / width)))
         inner = math.ceil(concurrency / outer)
+    settings: dict[str, Any] = {
+        "max_concurrency": concurrency,
+        "llm_model": config.settings.get("llm_model"),
+        "llm_prices": config.settings.get("llm_prices"),
+        "confine_paths": config.settings.get("confine_paths", False),
+        "max_render_size": config.settings.get("max_render_size"),
+        "redactor": config.settings.get("redactor"),
+    }
+    collects = getattr(handler, "collects", None)
+    if callable(collects) and collects(nested_inputs):
+        # The nested task gathers its calls into provider jobs (llm, mode: batch): every
+        # chunk in flight at once, so the requests of the step share as few jobs as the
+        # provider allows; the task keeps its jobs in a child of the step's run.
+        outer, inner = min(chunks, 64), chunk_size
+        settings["store"] = config.settings.get("store")
+        settings["run_id"] = config.settings.get("run_id")
     run_chunk = ChunkRunner(
         step=config.name,
         nested_type=nested_type,
@@ -408,14 +468,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         context=context,
         workspace=config.workspace,
         base_dir=config.base_dir,
-        settings={
-            "max_concurrency": concurrency,
-            "llm_model": config.settings.get("llm_model"),
-            "llm_prices": config.settings.get("llm_prices"),
-            "confine_paths": config.settings.get("confine_paths", False),
-            "max_render_size": config.settings.get("max_render_size"),
-            "redactor": config.settings.get("redactor"),
-        },
+        settings=settings,
         policy=policy,
         mode=mode,
         inner=inner,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import sys
@@ -100,7 +101,27 @@ def _report(
     sys.exit(result.exit_code)
 
 
+def _show_batch_jobs(quiet: bool) -> None:
+    """Provider batch jobs (``mode: batch``) report their states on stderr as they change."""
+    logger = logging.getLogger("batchline.llm.batch")
+    if quiet or any(getattr(h, "_batchline_cli", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._batchline_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _cancel_jobs(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--cancel-jobs``: models in batch mode cancel their jobs on Ctrl-C."""
+    del ctx, param
+    if value:
+        os.environ["BATCHLINE_CANCEL_JOBS"] = "1"
+
+
 def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
+    _show_batch_jobs(quiet)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
@@ -193,6 +214,14 @@ def _common(func: Any) -> Any:
                 default=None,
                 help="The state store: a SQLite file or postgresql://... "
                 "(default: settings.state, else WORKSPACE/state.db).",
+            ),
+            click.option(
+                "--cancel-jobs",
+                is_flag=True,
+                expose_value=False,
+                callback=_cancel_jobs,
+                help="On Ctrl-C, cancel provider batch jobs (llm mode: batch) instead of "
+                "leaving them running for a resume to collect.",
             ),
             click.option(
                 "--confine-paths",

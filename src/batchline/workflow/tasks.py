@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from batchline.workflow.errors import TaskError, TaskLoadError, TemplateError
+from batchline.workflow.processes import run_shielded
 from batchline.workflow.pycode import code_problem, code_scope
 from batchline.workflow.safeyaml import UnsafeYAMLError, safe_load
 from batchline.workflow.schema import did_you_mean
@@ -147,15 +148,13 @@ def shell_task(config: TaskConfig) -> dict[str, Any]:
 
         command = shlex.split(command)
     try:
-        done = subprocess.run(  # noqa: S603 - running commands is this task's job
+        # In a session of its own: a Ctrl-C to the terminal lets it finish (processes.py).
+        done = run_shielded(
             command if isinstance(command, list) else str(command),
             shell=use_shell,
             cwd=cwd,
             env=env,
-            capture_output=True,
-            text=True,
             timeout=float(timeout) if timeout is not None else None,
-            check=False,
         )
     except subprocess.TimeoutExpired:
         raise TimeoutError(
