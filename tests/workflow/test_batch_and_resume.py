@@ -274,3 +274,50 @@ def test_batch_context_builds_item_and_error_contexts() -> None:
     assert error["error_type"] == "KeyError"
     assert error["available_variables"]["args"] == ["a"]
     assert "batch" in error["namespaces"]
+
+
+def test_a_resume_after_the_item_list_changed_runs_new_items_once(
+    write: Any, cli: Any, tmp_path: Path
+) -> None:
+    # The list is edited between the run and its resume (an item fixed, one dropped, one
+    # added in front): items follow their content, not their position.
+    side_effects = tmp_path / "ran.log"
+    workflow = """name: edited
+settings: {{workspace: ws}}
+steps:
+  - name: process
+    task: batch
+    inputs:
+      items: {items}
+      chunk_size: 2
+      retry: {{max_attempts: 1}}
+      task:
+        task: shell
+        inputs:
+          command: >-
+            echo {{{{ batch.item | quote }}}} >> ran.log;
+            test {{{{ batch.item | quote }}}} != bad
+"""
+    write(workflow.format(items="[a, b, bad, d]"))
+    first = cli("run", "wf.yaml", "--format", "json")
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    assert sorted(side_effects.read_text().split()) == ["a", "b", "bad", "d"]
+
+    write(workflow.format(items="[new, a, fixed, d]"))
+    again = cli("resume", run_id, "--format", "json")
+    assert again.returncode == 0, again.stderr
+    ran = side_effects.read_text().split()
+    assert sorted(ran[4:]) == ["fixed", "new"]  # a and d were done: not repeated
+    result = json.loads(again.stdout)["steps"]["process"]["result"]
+    assert result["stats"]["resumed"] == 2
+    assert result["stats"]["failed"] == 0
+    assert result["failed"] == {}
+    assert result["processed"] == ["new", "a", "fixed", "d"]
+
+    # The state file keeps what the first run committed for the items removed since
+    # (`b` done, `bad` failed), beside the new ones: nothing committed is lost.
+    state = BatchState(tmp_path / "ws", f"{run_id}/process")
+    assert state.stats["processed"] == 5
+    assert state.stats["failed"] == 1
+    assert [info["error_type"] for info in state.failed.values()] == ["TaskError"]

@@ -11,6 +11,7 @@ import pytest
 import batchline.state.lease as lease_module
 import batchline.state.sqlite as sqlite_module
 from batchline import RunActiveError, SQLiteStateStore
+from batchline.engine import content_keys
 from batchline.workflow import TaskConfig, WorkflowRunner, load_workflow, register_task
 
 
@@ -52,11 +53,13 @@ steps:
         records = list(store.iter_items(f"{result.run_id}/values"))
     finally:
         store.close()
-    assert [(r.key, r.status) for r in records] == [
-        (0, "done"),
-        (1, "failed"),
-        (2, "done"),
-        (3, "done"),
+    # Stored under keys that follow the items (their content), at their input positions.
+    values = [1, 2, 3, 4]
+    assert [(r.key, r.position, r.status) for r in records] == [
+        (key, position, status)
+        for position, (key, status) in enumerate(
+            zip(content_keys(values), ["done", "failed", "done", "done"], strict=True)
+        )
     ]
     assert records[1].error_type == "BatchResultError"
 

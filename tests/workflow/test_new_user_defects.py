@@ -190,7 +190,8 @@ steps:
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]
     exported = cli("export", run_id, "each")
-    rows = {row["key"]: row for row in map(json.loads, exported.stdout.splitlines())}
+    # Rows are named by the items' positions (their keys follow the content).
+    rows = {row["position"]: row for row in map(json.loads, exported.stdout.splitlines())}
     assert rows[0]["attempts"] == 3
     assert rows[1]["attempts"] == 1
     assert (tmp_path / "a.count").read_text().strip() == "3"

@@ -15,7 +15,7 @@ import inspect
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from batchline.engine import (
     abandon_requested,
     aretry_call,
     child_run_id,
+    content_keys,
     item_outcome,
     retry_call,
     run_coroutine,
@@ -37,7 +38,7 @@ from batchline.engine import (
     stop_requested,
     stream_batches,
 )
-from batchline.errors import BatchRunError, StopRun
+from batchline.errors import BatchRunError, ConfigurationError, StopRun
 from batchline.redact import Redactor
 from batchline.workflow.batch_context import BatchContext
 from batchline.workflow.batch_state import BatchState, unwrap
@@ -141,11 +142,19 @@ def _aliased(config: TaskConfig, key: str, alias: str, default: int) -> int:
     return _positive(config, alias if alias in config.inputs else key, default)
 
 
-def _key_function(config: TaskConfig, field_name: Any) -> Callable[[tuple[int, Any]], Any]:
-    """Items keyed by their position, or by the field ``key`` names (every item must
-    have it: a missing one is an error naming the item and the field)."""
+def _key_function(
+    config: TaskConfig, field_name: Any, items: Sequence[Any]
+) -> Callable[[tuple[int, Any]], Any]:
+    """Items keyed by the field ``key`` names (every item must have it: a missing one is
+    an error naming the item and the field), else by their content (``content_keys``: a
+    resume after the list changed runs the new items and repeats none); items that are not
+    JSON fall back to their positions."""
     if not field_name:
-        return lambda pair: pair[0]
+        try:
+            by_content = content_keys(items)
+        except ConfigurationError:
+            return lambda pair: pair[0]
+        return lambda pair: by_content[pair[0]]
     name = str(field_name)
 
     def keyed(pair: tuple[int, Any]) -> Any:
@@ -431,7 +440,8 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         chunk_size=chunk_size,
         arg_name=arg_name,
     )
-    keyed = _key_function(config, config.inputs.get("key"))
+    declared_key = bool(config.inputs.get("key"))
+    keyed = _key_function(config, config.inputs.get("key"), items)
     is_async = inspect.iscoroutinefunction(handler)
     # `max_concurrency` items in flight: as many chunks at once as that allows (items of
     # a chunk then run one after another, with no pool overhead), and a pool inside each
@@ -533,7 +543,9 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
                     continue
                 if key in failed_keys:
                     failure = failed_keys[key]
-                    failed[str(key)] = {
+                    # Named by the declared key, else by position (like `results`).
+                    failed[str(key) if declared_key else str(position)] = {
+                        "key": key,
                         "error": failure.message,
                         "error_type": failure.error_type,
                         "attempts": failure.attempts,

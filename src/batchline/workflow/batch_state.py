@@ -4,6 +4,7 @@ state store; not a second state system."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from batchline.state import SQLiteStateStore, StateStore
 from batchline.workflow.errors import TemplateError
 
 STATE_FILE = "state.db"
+# engine.content_keys: a 128-bit hash of the item's canonical JSON, `~n` for repeats.
+_CONTENT_KEY = re.compile(r"[0-9a-f]{32}(?:~[0-9]+)?")
 
 
 class BatchState:
@@ -23,8 +26,11 @@ class BatchState:
     ``BatchState(workspace, name)`` (the planned API) and ``BatchState.load(workspace,
     name)`` read it; ``workspace`` is the folder holding ``state.db`` (or a
     ``StateStore``), ``name`` the step's sub-run ``RUN_ID/STEP`` or a step name (its
-    latest run). ``state`` holds ``processed`` (item keys, input order), ``results``
-    (their results), ``failed`` (key -> ``{error, error_type, attempts, time}``),
+    latest run). ``state`` holds ``processed`` (item names, input order: a batch
+    step's items by their input position, as in the step's result, unless the step
+    declares ``key``; items recorded with ``mark_processed`` by the key given),
+    ``results`` (their results), ``failed`` (name ->
+    ``{key, error, error_type, attempts, time}``, ``key`` being the engine's item key),
     ``template_errors`` (key -> message), ``namespaces`` (``args``, ``env``, ``steps``,
     ``batch``; ``env`` is never stored, it may hold secrets) and ``stats`` (``total``,
     ``processed``, ``failed``, ``template_failures``, ``retried``, ``success_rate``).
@@ -243,15 +249,26 @@ def _read_state(store: StateStore, run_id: str) -> dict[str, Any]:
     failed: dict[str, dict[str, Any]] = {}
     template_errors: dict[str, str] = {}
     retried = 0
+    # Items keyed by their content (a batch step without `key`: a hash) are named by
+    # their input position, as in the step's result; other keys (a declared `key`, or
+    # those given to mark_processed/mark_failed) name their items themselves.
+    seen: set[str] = set()
     for record in store.iter_items(run_id):
+        name: Any = record.key
+        if isinstance(name, str) and _CONTENT_KEY.fullmatch(name):
+            name = record.position
+            if str(name) in seen:  # the input changed between runs: positions repeat
+                name = record.key
+        seen.add(str(name))
         if record.status == "done":
             value, attempts = unwrap(record.result)
-            processed.append(record.key)
+            processed.append(name)
             results.append(value)
             retried += max(0, attempts - 1)
             continue
-        key = str(record.key)
+        key = str(name)
         failed[key] = {
+            "key": record.key,
             "error": record.message,
             "error_type": record.error_type,
             "attempts": record.attempts,
