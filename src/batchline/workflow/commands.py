@@ -23,6 +23,7 @@ from batchline.state import SQLiteStateStore
 from batchline.workflow.checks import static_problems, static_warnings, unsafe_uses
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.params import convert_param
+from batchline.workflow.registry import candidate_state_files, remember_state_file
 from batchline.workflow.runner import (
     EXIT_INVALID,
     STATE_FILE,
@@ -135,6 +136,8 @@ def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if not runner.dry_run and Path(runner.state).is_file():
+            remember_state_file(runner.state)  # so `batchline resume RUN_ID` works anywhere
     _report(result, output, quiet, summary_out)
 
 
@@ -349,8 +352,10 @@ def register(main: click.Group) -> None:
         """
         if workspace:
             folder = Path(workspace)
+        elif state:
+            folder = Path(".batchline")
         else:
-            folder = Path(".batchline") if state else _workspace_of(run_id)
+            folder, state = _workspace_of(run_id)
         try:
             info = run_info(folder, run_id, state)
         except StateError as exc:
@@ -464,18 +469,28 @@ def register(main: click.Group) -> None:
                 handle.close()
 
 
-def _workspace_of(run_id: str) -> Path:
-    """The workspace (under the current folder) whose state file holds ``run_id``."""
-    candidates = [Path(".batchline"), *sorted(p.parent for p in Path.cwd().glob("*/state.db"))]
-    for folder in candidates:
-        if not (folder / STATE_FILE).exists():
-            continue
+def _workspace_of(run_id: str) -> tuple[Path, str | None]:
+    """The workspace whose state file holds ``run_id``, and that file when it is not the
+    workspace's ``state.db``: looked for near the current folder, then in the state files
+    ``batchline run`` remembered (:mod:`batchline.workflow.registry`). Not found: a
+    ``ClickException`` saying which ``--workspace`` to pass."""
+    searched = candidate_state_files()
+    for path in searched:
         try:
-            run_info(folder, run_id)
-        except StateError:
+            info = run_info(path.parent, run_id, str(path))
+        except (StateError, BatchlineError):
             continue
-        return folder
-    return Path(".batchline")
+        workspace = Path(str(info.meta.get("workspace") or path.parent))
+        same = (workspace / STATE_FILE).resolve() == path
+        return workspace, None if same else str(path)
+    where = ", ".join(str(p) for p in searched[:5]) or "none found"
+    raise click.ClickException(
+        f"run `{run_id}` was not found in the state files near {Path.cwd()} or remembered by "
+        f"`batchline run` (searched: {where}). Pass --workspace with the folder holding the "
+        "run's state.db: the workflow's `settings.workspace` (by default `.batchline`) inside "
+        f"the folder where `batchline run` ran, e.g. `batchline resume {run_id} --workspace "
+        "/path/to/project/.batchline`; or --state with the state file or PostgreSQL URL."
+    )
 
 
 def _merge_resume_params(
