@@ -39,8 +39,9 @@ from batchline.backends.ray_checks import (
 from batchline.errors import ConfigurationError, WorkerLostError, is_lost_worker
 
 RAY_MISSING = (
-    'the Ray backend needs Ray: pip install "batchline[ray]" (or pip install "ray>=2.9"), '
-    'or use backend="local"'
+    'the Ray backend needs Ray: pip install "ray[client]>=2.9" (in a batchline checkout: '
+    'pip install -e ".[ray]"; pip install "batchline[ray]" once batchline is installed from '
+    'a package index), or use backend="local"'
 )
 TASK_RESOURCES = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"})
 RUNTIME_ENV_KEYS = frozenset(
