@@ -253,6 +253,12 @@ def register(main: click.Group) -> None:
         help="Resume the latest unfinished run of this workflow.",
     )
     @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @click.option(
+        "--run-id",
+        "new_run_id",
+        default=None,
+        help="Name the new run (default: NAME-YYYYMMDD-HHMMSS-xxxxxx); an id in use is refused.",
+    )
     @click.option("--flow", default=None, help="Run this flow of the workflow's `flows`.")
     @click.option("--start-from", default=None, help="Begin at this step.")
     @click.option(
@@ -270,6 +276,7 @@ def register(main: click.Group) -> None:
         params: tuple[str, ...],
         resume: bool,
         force: bool,
+        new_run_id: str | None,
         flow: str | None,
         start_from: str | None,
         skip_steps: tuple[str, ...],
@@ -288,6 +295,13 @@ def register(main: click.Group) -> None:
             given = _parse_params(params)
             run_id = None
             folder = Path(workspace or spec.settings.workspace)
+            if new_run_id is not None:
+                if resume:
+                    raise WorkflowError(
+                        ["--run-id names a new run; to resume one: batchline resume RUN_ID"]
+                    )
+                _refuse_used_run_id(folder, new_run_id, state or spec.settings.state)
+                run_id = new_run_id
             if resume:
                 info = find_resumable(
                     folder if folder.is_absolute() else Path.cwd() / folder,
@@ -490,6 +504,21 @@ def _workspace_of(run_id: str) -> tuple[Path, str | None]:
         "run's state.db: the workflow's `settings.workspace` (by default `.batchline`) inside "
         f"the folder where `batchline run` ran, e.g. `batchline resume {run_id} --workspace "
         "/path/to/project/.batchline`; or --state with the state file or PostgreSQL URL."
+    )
+
+
+def _refuse_used_run_id(folder: Path, run_id: str, state: str | None) -> None:
+    if not run_id.strip() or "/" in run_id:
+        raise WorkflowError([f"--run-id {run_id!r}: expected a non-empty id without `/`"])
+    try:
+        run_info(folder, run_id, state)
+    except (StateError, BatchlineError):
+        return
+    raise WorkflowError(
+        [
+            f"run `{run_id}` already exists in {folder}; resume it with: batchline resume "
+            f"{run_id} --workspace {folder}, or pick another --run-id"
+        ]
     )
 
 
