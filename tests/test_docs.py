@@ -22,6 +22,8 @@ Every other fence language is an error, so no block escapes the check.
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import re
 import subprocess
@@ -50,9 +52,9 @@ def _shell_evaluator(example: Example) -> None:
 
 
 def _console_evaluator(example: Example) -> None:
-    """``$ command`` lines run one by one (exit 0 expected); the lines under a command are
-    what it prints: each must match a line of its stdout or stderr (``...`` matches
-    anything)."""
+    """``$ command`` lines run one by one; the lines under a command are what it prints:
+    each must match a line of its stdout or stderr (``...`` matches anything). It must
+    exit 0, or with N when a line under it reads ``(exit status N)``."""
     where = f"{example.path}:{example.line}"
     folder: Path = example.namespace["__folder__"]
     steps: list[tuple[str, list[str]]] = []
@@ -64,7 +66,9 @@ def _console_evaluator(example: Example) -> None:
             steps[-1][1].append(line.strip())
     assert steps, f"{where}: a console block without `$ ` commands"
     for command, expected in steps:
-        output = _run_shell(command, folder, where)
+        status = [int(m.group(1)) for w in expected if (m := _STATUS.fullmatch(w))]
+        expected = [w for w in expected if not _STATUS.fullmatch(w)]
+        output = _run_shell(command, folder, where, status[0] if status else 0)
         lines = output.splitlines()
         for want in expected:
             pattern = ".*".join(re.escape(part) for part in want.split("..."))
@@ -142,7 +146,10 @@ pip() {  # checked, not run: an -e install of this checkout with existing extras
 """
 
 
-def _run_shell(script: str, folder: Path, where: str) -> str:
+_STATUS = re.compile(r"\(exit status (\d+)\)")
+
+
+def _run_shell(script: str, folder: Path, where: str, status: int = 0) -> str:
     env = {**os.environ, "BATCHLINE_ROOT": str(ROOT), "PATH": _SHELL_PATH[0]}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -156,8 +163,8 @@ def _run_shell(script: str, folder: Path, where: str) -> str:
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, (
-        f"{where}: the block exited with {done.returncode}\n--- block:\n{script}\n"
+    assert done.returncode == status, (
+        f"{where}: the block exited with {done.returncode}, not {status}\n--- block:\n{script}\n"
         f"--- stdout:\n{done.stdout[-3000:]}\n--- stderr:\n{done.stderr[-3000:]}"
     )
     return done.stdout + done.stderr
@@ -177,6 +184,7 @@ def test_doc_block_runs(
     folders: dict[Path, Path],
     shell_path: str,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     source = str(example.parsed)
     if _needs_ray(source):
@@ -188,7 +196,12 @@ def test_doc_block_runs(
     example.namespace.clear()  # every block stands alone: no names from the one before
     example.namespace["__folder__"] = folder
     example.namespace["__name__"] = "__main__"
-    example.evaluate()
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        example.evaluate()
+        example.namespace.clear()
+        gc.collect()  # an HTTP session left open says so when it is collected
+    unclosed = [r.getMessage() for r in caplog.records if "Unclosed" in r.getMessage()]
+    assert not unclosed, f"{page.name}:{example.line} leaves connections open: {unclosed}"
 
 
 def test_every_block_is_checked() -> None:
@@ -225,3 +238,18 @@ def _check_pip(args: list[str]) -> int:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--check-pip"]:
     sys.exit(_check_pip(sys.argv[2:]))
+
+
+def test_the_context_quickstart_resumes_when_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/context.md says its first example is resumable: the same code run twice in one
+    folder gives the same answers (no `DuplicateEntryError`)."""
+    page = ROOT / "docs" / "context.md"
+    first = next(e for e in SYBIL.parse(page) if "refactor-1" in str(e.parsed))
+    monkeypatch.chdir(tmp_path)
+    answers = []
+    for _ in range(2):
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(str(first.parsed), f"{page}:{first.line}", "exec"), namespace)  # noqa: S102
+        answers.append(namespace["answers"])
+    assert answers[0] == answers[1]
+    assert sorted(answers[1]) == ["add-logout", "fix-login"]
