@@ -77,12 +77,11 @@ def _console_evaluator(example: Example) -> None:
             assert steps, f"{where}: output before any `$ ` command: {line!r}"
             steps[-1][1].append(line.strip())
     assert steps, f"{where}: a console block without `$ ` commands"
-    for command, expected in steps:
-        status = [int(m.group(1)) for w in expected if (m := _STATUS.fullmatch(w))]
-        expected = [w for w in expected if not _STATUS.fullmatch(w)]
+    for command, printed in steps:
+        status = [int(m.group(1)) for w in printed if (m := _STATUS.fullmatch(w))]
         output = _run_shell(command, folder, where, status[0] if status else 0)
         lines = output.splitlines()
-        for want in expected:
+        for want in (w for w in printed if not _STATUS.fullmatch(w)):
             pattern = ".*".join(re.escape(part) for part in want.split("..."))
             assert any(re.search(pattern, got) for got in lines), (
                 f"{where}: `{command}` did not print {want!r}; it printed:\n{output[-3000:]}"
@@ -159,7 +158,8 @@ def shell_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 _SHELL_PRELUDE = r"""
 make() {  # checked, not run: the target must exist in the Makefile
   for target in "$@"; do
-    grep -qE "^${target}:" "$BATCHLINE_ROOT/Makefile" || { echo "no make target $target" >&2; return 1; }
+    grep -qE "^${target}:" "$BATCHLINE_ROOT/Makefile" \
+      || { echo "no make target $target" >&2; return 1; }
   done
 }
 pip() {  # checked, not run: an -e install of this checkout with existing extras
@@ -255,7 +255,9 @@ def _check_pip(args: list[str]) -> int:
     for target in targets:
         match = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", target)
         if match is None:
-            print(f"pip {' '.join(args)}: only installs of this checkout are shown", file=sys.stderr)
+            print(
+                f"pip {' '.join(args)}: only installs of this checkout are shown", file=sys.stderr
+            )
             return 1
         missing = [e for e in (match.group(1) or "").split(",") if e and e not in extras]
         if missing:
@@ -268,7 +270,9 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--check-pip"]:
     sys.exit(_check_pip(sys.argv[2:]))
 
 
-def test_the_context_quickstart_resumes_when_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_context_quickstart_resumes_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """docs/context.md says its first example is resumable: the same code run twice in one
     folder gives the same answers (no `DuplicateEntryError`)."""
     page = ROOT / "docs" / "context.md"

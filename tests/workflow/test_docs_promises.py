@@ -35,7 +35,8 @@ steps:
   - name: report
     task: template
     inputs:
-      template: "{{ steps.convert.result.stats.processed }} of {{ steps.convert.result.stats.total }} done"
+      template: >-
+        {{ steps.convert.result.stats.processed }} of {{ steps.convert.result.stats.total }} done
       output: report.txt
 """
 
@@ -132,10 +133,10 @@ def test_namespaces_never_shadow_their_methods() -> None:
     assert list(steps.items()) == [("items", steps["items"])]  # the method, in Python
     assert steps["items"].result == [1, 2]  # other keys are attributes
     assert render("{{ steps.items.result }}", {"steps": steps}) == [1, 2]  # the key, in templates
-    copy = pickle.loads(pickle.dumps(steps))
+    copy = pickle.loads(pickle.dumps(steps))  # noqa: S301 - our own bytes, as Ray does
     assert copy == steps
     assert isinstance(copy["items"], Namespace)
-    error = pickle.loads(pickle.dumps(ErrorInfo(step="s", message="boom")))
+    error = pickle.loads(pickle.dumps(ErrorInfo(step="s", message="boom")))  # noqa: S301
     assert (type(error), str(error)) == (ErrorInfo, "boom")
     with pytest.raises(AttributeError, match="namespace has no `missing`"):
         _ = steps.missing
