@@ -490,10 +490,16 @@ def _workspace_of(run_id: str) -> tuple[Path, str | None]:
     ``ClickException`` saying which ``--workspace`` to pass."""
     searched = candidate_state_files()
     for path in searched:
-        try:
-            info = run_info(path.parent, run_id, str(path))
+        try:  # read-only: looking never migrates or changes a state file
+            store = SQLiteStateStore(path, read_only=True)
         except (StateError, BatchlineError):
             continue
+        try:
+            info = store.get_run(run_id)
+        except (StateError, BatchlineError):
+            continue
+        finally:
+            store.close()
         workspace = Path(str(info.meta.get("workspace") or path.parent))
         same = (workspace / STATE_FILE).resolve() == path
         return workspace, None if same else str(path)
