@@ -182,7 +182,7 @@ def _common(func: Any) -> Any:
                 "--backend",
                 type=click.Choice(["local", "ray"]),
                 default=None,
-                help="Where batches run (ray needs batchline[ray]).",
+                help='Where batches run (ray needs Ray: pip install -e ".[ray]" in the checkout).',
             ),
             click.option(
                 "--ray-address",
