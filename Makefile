@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ui test system lint typecheck imports pytest bench clean
+.PHONY: demo ui test system servers lint typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,16 @@ pytest: $(STAMP)
 system:
 	@bash scripts/install-system-deps.sh
 
-test: system lint typecheck imports pytest
+# Third-party LLM servers (LiteLLM's proxy, llmock) in their own virtualenvs, for the tests
+# that check ChatModel against servers nobody here wrote.
+servers:
+	@PYTHON=$(PYTHON) bash scripts/install-llm-servers.sh
+
+test: system servers lint typecheck imports pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-servers .pytest_cache .mypy_cache .ruff_cache

@@ -198,8 +198,52 @@ def run() -> list[Row]:
             "durable: resume check", "100,000 items already done", f"{resume:.2f} s", "target < 1 s"
         ),
     ]
+    rows += hash_key_rows()
     rows += langchain_rows()
     rows.append(ray_row())  # last: Ray leaves processes behind for a while
+    return rows
+
+
+def _durable_seconds(count: int, key: str | None) -> float:
+    """Seconds to run ``count`` no-op items into a fresh SQLite file (the index included)."""
+    items = ({"id": i, "name": f"company {i}"} for i in range(count))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStateStore(Path(tmp) / "state.db")
+        start = time.perf_counter()
+        run_batches(items, noop, chunk_size=CHUNK, key=key, store=store, run_id="keys")
+        elapsed = time.perf_counter() - start
+        store.close()
+    return elapsed
+
+
+def hash_key_rows() -> list[Row]:
+    """Hash keys (`key=None`) against `key="id"` on SQLite at 100k and 1M items: the
+    ratio between them and how each grows with 10x the items."""
+    times = {
+        (count, key): _durable_seconds(count, key)
+        for count in (100_000, 1_000_000)
+        for key in ("id", None)
+    }
+    rows = []
+    for key, label in (("id", "key='id'"), (None, "key=None (hash of JSON)")):
+        small, large = times[(100_000, key)], times[(1_000_000, key)]
+        rows.append(
+            Row(
+                "durable: SQLite, 1M items",
+                f"batchline, {label}",
+                f"{large:.1f} s",
+                f"10x the items of 100k: {large / small:.1f}x the time (target <= 11x)",
+            )
+        )
+    ratio = times[(1_000_000, None)] / times[(1_000_000, "id")]
+    rows.append(
+        Row(
+            "durable: SQLite, 1M items",
+            "key=None / key='id'",
+            f"{ratio:.2f}x",
+            "target <= 2x (was 8x: hash keys indexed batch by batch)",
+        )
+    )
     return rows
 
 

@@ -106,6 +106,109 @@ def _langchain(url: str, n: int) -> Row:
     )
 
 
+async def _openai_semaphore(url: str, n: int) -> float:
+    """The official ``openai`` client as users write it: ``AsyncOpenAI`` and a semaphore."""
+    from openai import AsyncOpenAI
+
+    gate = asyncio.Semaphore(CONCURRENCY)
+    client = AsyncOpenAI(base_url=url, api_key="t", max_retries=0)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await client.chat.completions.create(
+                model="test-model", messages=[{"role": "user", "content": f"request {i}"}]
+            )
+
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await client.close()
+    return n / (time.perf_counter() - start)
+
+
+LITELLM_SCRIPT = """
+import asyncio, sys, time
+import litellm
+url, n, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+async def main():
+    gate = asyncio.Semaphore(concurrency)
+    async def one(i):
+        async with gate:
+            await litellm.acompletion(model="openai/test-model", api_base=url, api_key="t",
+                                      messages=[{"role": "user", "content": f"request {i}"}])
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    print(n / (time.perf_counter() - start))
+asyncio.run(main())
+"""
+
+
+def _litellm(url: str, n: int) -> Row:
+    """LiteLLM's ``acompletion`` with a semaphore, in its own virtualenv (``make servers``)."""
+    label = f"LLM throughput, {CONCURRENCY} in flight, {LATENCY * 1000:.0f} ms"
+    python = Path(__file__).resolve().parents[1] / ".venv-servers" / "litellm" / "bin" / "python"
+    if not python.exists():
+        return Row(label, "LiteLLM acompletion", "not installed", "make servers")
+    done = subprocess.run(
+        [str(python), "-c", LITELLM_SCRIPT, url, str(n), str(CONCURRENCY)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        return Row(label, "LiteLLM acompletion", "failed", done.stderr.strip()[-120:])
+    rate = float(done.stdout.split()[-1])
+    share = f"{rate / THEORETICAL:.0%} of theoretical"
+    return Row(label, "LiteLLM acompletion", f"{rate:,.0f} req/s", share)
+
+
+YAML_WORKFLOW = """name: llm-path
+params:
+  n: {type: integer, default: 2000}
+steps:
+  - name: items
+    task: python
+    inputs: {code: "result = list(range(args.n))"}
+  - name: ask
+    task: batch
+    inputs:
+      items: "{{ steps.items.result }}"
+      chunk_size: 100
+      max_concurrency: %d
+      task:
+        task: llm
+        inputs: {model: test-model, prompt: "request {{ batch.item }}", cache: false}
+"""
+
+
+def _yaml_path(url: str, n: int) -> Row:
+    """A workflow's ``task: llm`` batch step end to end: CLI start to exit, every item
+    committed to the state file."""
+    label = f"LLM throughput, {CONCURRENCY} in flight, {LATENCY * 1000:.0f} ms"
+    with tempfile.TemporaryDirectory() as tmp:
+        workflow = Path(tmp) / "wf.yaml"
+        workflow.write_text(YAML_WORKFLOW % CONCURRENCY, encoding="utf-8")
+        env = {**os.environ, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "t"}
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "batchline.cli", "run", str(workflow), "--quiet",
+             f"n={n}"],
+            cwd=tmp, env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        return Row(label, "batchline YAML `task: llm` batch step", "failed", done.stderr[-120:])
+    rate = n / elapsed
+    return Row(
+        label,
+        f"batchline YAML `task: llm` batch step ({n:,} items, CLI start to exit)",
+        f"{rate:,.0f} req/s",
+        f"{rate / THEORETICAL:.0%} of theoretical; target >= 85%",
+    )
+
+
 def _no_rpm_under_a_limit(limit: int = 300, *, advertised: bool = False) -> Row:
     """A server enforcing ``limit`` requests per sliding minute, and a client given no rpm:
     how many requests are lost, and the rate reached once the first minute's free burst is
@@ -182,6 +285,17 @@ def run() -> list[Row]:
                 )
             )
         rows.append(_langchain(url, n))
+        rate = asyncio.run(_openai_semaphore(url, n))
+        rows.append(
+            Row(
+                label,
+                "official openai AsyncOpenAI + semaphore",
+                f"{rate:,.0f} req/s",
+                f"{rate / THEORETICAL:.0%} of theoretical",
+            )
+        )
+        rows.append(_litellm(url, n))
+        rows.append(_yaml_path(url, 2000))
     seconds = float(os.environ.get("BATCHLINE_BENCH_LIMIT_SECONDS", "60"))
     with tempfile.TemporaryDirectory() as tmp, server("--rpm-limit", "600") as url:
         model = ChatModel(

@@ -216,6 +216,9 @@ def show_command(
             f"{_when(session.get('started') or 0)} with {session.get('committed', 0):,} items "
             f"on record, {how}"
         )
+    if info.meta.get("kind") == "workflow":
+        for line in _llm_usage_lines(store.iter_items(run_id)):
+            click.echo(line)
     for record in records:
         if record.status == "failed":
             click.echo(
@@ -231,6 +234,23 @@ def show_command(
             f"\n{info.failed} item(s) failed: `batchline show {run_id} --failed` lists them; "
             "resume the run with the same run_id to retry them."
         )
+
+
+def _llm_usage_lines(records: Any) -> list[str]:
+    """One line per workflow step that called an LLM: calls, cached, tokens, cost, mode."""
+    lines = []
+    for record in records:
+        usage = record.result.get("usage") if isinstance(record.result, dict) else None
+        if not (isinstance(record.key, str) and record.key.startswith("step:") and usage):
+            continue
+        calls, cached = int(usage.get("calls", 0)), int(usage.get("cached_calls", 0))
+        lines.append(
+            f"{'llm':>12}: step `{record.key[5:]}`: {calls:,} calls ({cached:,} from cache, "
+            f"{usage.get('mode', 'online')} mode), {int(usage.get('prompt_tokens', 0)):,} "
+            f"prompt + {int(usage.get('completion_tokens', 0)):,} completion tokens, "
+            f"${float(usage.get('cost_usd', 0)):.4f}"
+        )
+    return lines
 
 
 from batchline.workflow.commands import register as _register_workflow_commands  # noqa: E402

@@ -269,3 +269,42 @@ def test_ctrl_c_stops_waiting_without_cancelling_and_a_resume_collects(
     counts = server.batches.counts()
     assert counts["jobs"] == 1
     assert set(counts["answered"].values()) == {1}
+
+
+def test_a_batch_requests_custom_id_is_the_items_key(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(batch={"completion_time": 0.0})
+    (tmp_path / "wf.yaml").write_text(
+        f"""name: keyed
+settings: {{workspace: ws}}
+steps:
+  - name: tag
+    task: batch
+    inputs:
+      items: [{{id: acme-1, name: Acme}}, {{id: globex-2, name: Globex}}, {{id: "x y/3", name: X}}]
+      key: id
+      task:
+        task: llm
+        inputs:
+          model: test-model
+          base_url: {server.base_url}
+          mode: batch
+          poll_interval: 0.05
+          prompt: "Tag {{{{ batch.item.name }}}}"
+"""
+    )
+    done = _run(tmp_path, "--format", "json")
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    # The key as the provider sees it (ids are [A-Za-z0-9_-], so `x y/3` becomes `x_y_3`).
+    assert server.batches.counts()["submitted"] == {"acme-1": 1, "globex-2": 1, "x_y_3": 1}
+    step = json.loads(out)["steps"]["tag"]
+    assert step["result"]["results"] == ["echo: Tag Acme", "echo: Tag Globex", "echo: Tag X"]
+    assert step["usage"]["batch_calls"] == 3
+    assert step["usage"]["mode"] == "batch"
+    shown = subprocess.run(
+        [sys.executable, "-m", "batchline.cli", "show", json.loads(out)["run_id"],
+         "--workspace", "ws"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "step `tag`: 3 calls (0 from cache, batch mode)" in shown.stdout

@@ -1,13 +1,10 @@
 """ChatModel against servers nobody here wrote: LiteLLM's proxy with mock models, and the
 llmock chaos server (which also judges the client's retry behaviour).
 
-Each lives in its own virtualenv (their pins clash with ours); the tests are skipped, with
-the reason, when it is not there:
-
-    python -m venv /work/litellmvenv && /work/litellmvenv/bin/pip install 'litellm[proxy]'
-    python -m venv /work/llmockvenv && /work/llmockvenv/bin/pip install llmock
-
-(or point ``BATCHLINE_LITELLM`` / ``BATCHLINE_LLMOCK`` at the executables). No network at
+Each lives in its own virtualenv under ``.venv-servers/`` (their pins clash with ours),
+installed by ``scripts/install-llm-servers.sh`` (``make servers``, part of ``make test``);
+the tests are skipped, with the reason, when it is not there (or point
+``BATCHLINE_LITELLM`` / ``BATCHLINE_LLMOCK`` at the executables). No network at
 run time: both answer from mock models.
 """
 
@@ -29,8 +26,9 @@ import pytest
 from batchline.engine import RetryPolicy
 from batchline.llm import ChatModel
 
-LITELLM = Path(os.environ.get("BATCHLINE_LITELLM", "/work/litellmvenv/bin/litellm"))
-LLMOCK = Path(os.environ.get("BATCHLINE_LLMOCK", "/work/llmockvenv/bin/llmock"))
+SERVERS = Path(__file__).resolve().parents[2] / ".venv-servers"  # scripts/install-llm-servers.sh
+LITELLM = Path(os.environ.get("BATCHLINE_LITELLM", SERVERS / "litellm" / "bin" / "litellm"))
+LLMOCK = Path(os.environ.get("BATCHLINE_LLMOCK", SERVERS / "llmock" / "bin" / "llmock"))
 MOCK_TEXT = "hello from the mock model"
 KEY = "sk-anything"  # no master key: a local proxy on 127.0.0.1 with no database
 

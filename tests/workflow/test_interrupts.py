@@ -121,7 +121,10 @@ def test_second_ctrl_c_kills_the_shell_items_and_commits_nothing_of_theirs(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "wf.yaml").write_text(WORKFLOW)
-    (tmp_path / "nap.txt").write_text("299.17")
+    # A sleep length of this test's own, so that pgrep below cannot see another process's
+    # commands (the suite may run twice on this machine at once).
+    nap = f"299.{os.getpid() % 100_000:05d}"
+    (tmp_path / "nap.txt").write_text(nap)
     child = _cli(tmp_path, "run", "wf.yaml")
     _wait_lines(tmp_path / "started.txt", 4)
     os.killpg(child.pid, signal.SIGINT)
@@ -137,7 +140,7 @@ def test_second_ctrl_c_kills_the_shell_items_and_commits_nothing_of_theirs(
     status, succeeded, failed = _sub_run(tmp_path)
     assert (status, succeeded, failed) == ("interrupted", 0, 0)
     # The killed commands' process groups are gone.
-    assert subprocess.run(["pgrep", "-f", "sleep 299.17"], check=False).returncode == 1
+    assert subprocess.run(["pgrep", "-f", f"sleep {nap}"], check=False).returncode == 1
 
     (tmp_path / "nap.txt").write_text("0")
     resumed = _resume(tmp_path, err)

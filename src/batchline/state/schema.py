@@ -83,7 +83,16 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1}
+def _v2(db: sqlite3.Connection) -> None:
+    # A run's first session writes its done items' keys only into `chunks` and indexes
+    # them into `items` once, sorted, when the session ends (or when a resume starts
+    # after a crash): `items` rows inserted batch by batch in hash order touch a random
+    # page of the index per item. `index_from`: the smallest `chunks.id` of the run whose
+    # keys are not in `items` yet; NULL when every key is indexed (all v1 runs).
+    db.execute("ALTER TABLE runs ADD COLUMN index_from INTEGER")
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1, 2: _v2}
 CURRENT_VERSION = max(MIGRATIONS)
 
 

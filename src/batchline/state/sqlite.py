@@ -80,6 +80,12 @@ class SQLiteStateStore:
         self._lock = threading.RLock()
         self._db = self._connect()
         self._run_pks: dict[str, int] = {}
+        # Runs whose first session this store drives: their done keys go into `chunks`
+        # only, and into the `items` index once, sorted, when the session ends.
+        self._deferred: set[int] = set()
+        self._has_index_from = self.read_only is False or _has_column(
+            self._db, "runs", "index_from"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         path = str(self.path)
@@ -188,12 +194,13 @@ class SQLiteStateStore:
                 fresh = open_session(meta or {}, now=now, pid=pid, host=holder[2], committed=0)
                 cursor = db.execute(
                     "INSERT INTO runs (run_id, created_at, updated_at, status, meta, lease_token,"
-                    " lease_pid, lease_host, lease_started, heartbeat_at)"
-                    " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                    " lease_pid, lease_host, lease_started, heartbeat_at, index_from)"
+                    " VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, 0)",
                     (run_id, now, now, json.dumps(fresh), *holder),
                 )
                 pk = int(cursor.lastrowid or 0)
                 committed = 0
+                self._deferred.add(pk)
             else:
                 pk = int(row[0])
                 if row[2] is not None:
@@ -201,6 +208,8 @@ class SQLiteStateStore:
                     refusal = takeover_refusal(current, now, self.lease_ttl)
                     if refusal is not None:
                         raise RunActiveError(run_id, current.pid, current.host, refusal)
+                _index_keys(db, pk)  # a first session that ended without indexing (a crash)
+                self._deferred.discard(pk)
                 committed = int(
                     db.execute("SELECT COUNT(*) FROM items WHERE run = ?", (pk,)).fetchone()[0]
                 )
@@ -248,6 +257,9 @@ class SQLiteStateStore:
             ).fetchone()
             if row is None:  # taken over meanwhile: the new holder owns the record
                 return
+            if pk in self._deferred:
+                _index_keys(db, pk)
+                self._deferred.discard(pk)
             meta = close_session(json.loads(row[0] or "{}"), now=now, status=status)
             db.execute(
                 "UPDATE runs SET status = ?, updated_at = ?, meta = ?,"
@@ -272,8 +284,6 @@ class SQLiteStateStore:
                     f"SELECT key, chunk, status FROM items WHERE run = ? AND key IN ({marks})",  # noqa: S608 - only placeholders are interpolated
                     (pk, *part),
                 ).fetchall()
-            if not rows:
-                return found
             done_chunks = {chunk for _, chunk, status in rows if status == "done"}
             for chunk in self._load_chunks(done_chunks, run_id):
                 found.update(chunk.records())
@@ -286,8 +296,15 @@ class SQLiteStateStore:
                     (pk, *part),
                 ):
                     found[row[0]] = _failure(row)
-        current = {key: status for key, _, status in rows}
-        return {key: record for key, record in found.items() if current.get(key) == record.status}
+            current = {key: status for key, _, status in rows}
+            found = {k: r for k, r in found.items() if current.get(k) == r.status}
+            wanted = set(keys) - set(found)
+            if wanted:  # keys of a first session not indexed yet (read while it runs)
+                for chunk in self._unindexed_chunks(pk, run_id):
+                    found.update(
+                        (key, record) for key, record in chunk.records().items() if key in wanted
+                    )
+        return found
 
     def _load_chunks(self, ids: set[int], run_id: str) -> list[_Chunk]:
         if not ids:
@@ -330,7 +347,7 @@ class SQLiteStateStore:
                     results,
                 ),
             ).lastrowid
-            if keys:
+            if keys and pk not in self._deferred:
                 db.executemany(
                     "INSERT OR REPLACE INTO items (run, key, chunk, status)"
                     " VALUES (?, ?, ?, 'done')",
@@ -428,6 +445,8 @@ class SQLiteStateStore:
                 records.extend(
                     record for key, record in chunk.records().items() if current.get(key) == "done"
                 )
+            for chunk in self._unindexed_chunks(pk, run_id, first, last):
+                records.extend(chunk.records().values())
         if status in (None, "failed"):
             records.extend(
                 _failure(row)
@@ -477,7 +496,46 @@ class SQLiteStateStore:
         counts: dict[int, dict[str, int]] = {}
         for run, status, count in self._db.execute(query + " GROUP BY run, status", args):
             counts.setdefault(run, {})[status] = int(count)
+        if self._has_index_from:  # done items of first sessions, not indexed yet
+            pending = (
+                "SELECT c.run, SUM(c.size - c.failed) FROM chunks AS c JOIN runs AS r"
+                " ON r.id = c.run WHERE r.index_from IS NOT NULL AND c.id >= r.index_from"
+            )
+            if pk is not None:
+                pending += " AND c.run = ?"
+            for run, count in self._db.execute(pending + " GROUP BY c.run", args):
+                done = counts.setdefault(run, {})
+                done["done"] = done.get("done", 0) + int(count or 0)
         return counts
+
+    def _unindexed_chunks(
+        self, pk: int, run_id: str, first: int | None = None, last: int | None = None
+    ) -> Iterator[_Chunk]:
+        """Chunks of a first session whose keys are not in ``items`` yet (batches
+        ``first``..``last`` when given), decoded a page at a time."""
+        if not self._has_index_from:
+            return
+        row = self._db.execute("SELECT index_from FROM runs WHERE id = ?", (pk,)).fetchone()
+        if row is None or row[0] is None:
+            return
+        query = f"SELECT id, {_CHUNK_COLUMNS} FROM chunks WHERE run = ? AND id >= ?"  # noqa: S608 - constant columns
+        args: tuple[int, ...] = (pk, int(row[0]))
+        if first is not None and last is not None:
+            query += " AND batch BETWEEN ? AND ?"
+            args += (first, last)
+        after = 0
+        while True:
+            page = self._db.execute(
+                query + " AND id > ? ORDER BY id LIMIT 200", (*args, after)
+            ).fetchall()
+            if not page:
+                return
+            for chunk_id, *columns in page:
+                try:
+                    yield _Chunk(*columns)
+                except (ValueError, TypeError, KeyError, IndexError) as exc:
+                    raise damaged_row(str(self.path), run_id, int(chunk_id), exc) from exc
+            after = int(page[-1][0])
 
     def _unknown(self, run_id: str) -> str:
         with self._reading("list the runs"):
@@ -530,6 +588,28 @@ def _info(row: tuple[Any, ...], counts: Mapping[str, int]) -> RunInfo:
         active_pid=None if pid is None else int(pid),
         active_host=host,
     )
+
+
+def _index_keys(db: sqlite3.Connection, pk: int) -> None:
+    """Index the done keys of run ``pk``'s unindexed chunks into ``items``, in key order
+    (sequential B-tree inserts), inside the caller's transaction. A key already in
+    ``items`` from a later chunk (it failed there) keeps that newer state."""
+    row = db.execute("SELECT index_from FROM runs WHERE id = ?", (pk,)).fetchone()
+    if row is None or row[0] is None:
+        return
+    db.execute(
+        "INSERT INTO items (run, key, chunk, status)"
+        " SELECT ?, j.value, c.id, 'done' FROM chunks AS c, json_each(c.keys) AS j"
+        " WHERE c.run = ? AND c.id >= ? ORDER BY j.value, c.id"
+        " ON CONFLICT (run, key) DO UPDATE SET chunk = excluded.chunk, status = 'done'"
+        " WHERE excluded.chunk > items.chunk",
+        (pk, pk, int(row[0])),
+    )
+    db.execute("UPDATE runs SET index_from = NULL WHERE id = ?", (pk,))
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:

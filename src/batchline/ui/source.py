@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from batchline.engine import split_run_id
 from batchline.errors import StateError
-from batchline.state.codec import decode, decode_positions, decode_results
+from batchline.state.codec import decode, decode_positions, decode_results, encode
 
 Key = str | int
 
@@ -573,7 +573,32 @@ class StateSource:
                 )
                 if row[0] not in found
             ]
+        if text and len(found) < limit:  # a first session's keys are indexed when it ends
+            for row in self._unindexed(pk, text):
+                found += [
+                    key
+                    for key in decode(row[4])
+                    if key in candidates or (isinstance(key, str) and key.startswith(text))
+                    if key not in found
+                ]
         return found[:limit]
+
+    def _unindexed(self, pk: int, text: str) -> list[tuple[Any, ...]]:
+        """Chunks of a run's first session (its keys not in ``items`` yet) whose keys
+        contain ``text``: batch, attempts, started_at, duration, keys, positions, results."""
+        if not self._indexes_later():
+            return []
+        return self._query(
+            "SELECT c.batch, c.attempts, c.started_at, c.duration, c.keys, c.positions,"
+            " c.results FROM chunks AS c JOIN runs AS r ON r.id = c.run WHERE c.run = ?"
+            " AND r.index_from IS NOT NULL AND c.id >= r.index_from AND instr(c.keys, ?) > 0",
+            (pk, text),
+        )
+
+    def _indexes_later(self) -> bool:
+        """Whether the file has ``runs.index_from`` (schema 2: first sessions index their
+        keys when they end)."""
+        return any(row[1] == "index_from" for row in self._query("PRAGMA table_info(runs)", ()))
 
     def item(self, run_id: str, key: Key) -> ItemRow | None:
         """One item's committed state (``None`` when the key has no record)."""
@@ -584,6 +609,11 @@ class StateSource:
             " WHERE i.run = ? AND i.key = ?",
             (pk, key),
         )
+        if not rows:
+            needle = encode([key])[1:-1]
+            rows = [("done", *row) for row in self._unindexed(pk, needle) if key in decode(row[4])][
+                :1
+            ]
         if not rows:
             return None
         status, number, attempts, started, duration, keys, positions, results = rows[0]

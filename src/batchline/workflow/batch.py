@@ -327,8 +327,8 @@ class ChunkRunner:
             return list(
                 await asyncio.gather(
                     *(
-                        self.arun_one(self.context.create_item_context(item, index), gate)
-                        for index, item in batch.items
+                        self.arun_one(self.context.create_item_context(item, index, key), gate)
+                        for (index, item), key in zip(batch.items, batch.keys, strict=True)
                     )
                 )
             )
@@ -371,12 +371,12 @@ class ChunkRunner:
         pool = self._pool()
         if pool is None:
             return [
-                self.run_one(self.context.create_item_context(item, index))
-                for index, item in batch.items
+                self.run_one(self.context.create_item_context(item, index, key))
+                for (index, item), key in zip(batch.items, batch.keys, strict=True)
             ]
         futures = [
-            pool.submit(self.run_one, self.context.create_item_context(item, index))
-            for index, item in batch.items
+            pool.submit(self.run_one, self.context.create_item_context(item, index, key))
+            for (index, item), key in zip(batch.items, batch.keys, strict=True)
         ]
         return [future.result() for future in futures]
 

@@ -51,25 +51,26 @@ class BatchContext:
         self.chunk_size = max(1, chunk_size or 20)
         self.arg_name = arg_name
 
-    def create_item_context(self, item: Any, index: int) -> dict[str, Any]:
+    def create_item_context(self, item: Any, index: int, key: Any = None) -> dict[str, Any]:
         """The base namespaces (``args``, ``env``, ``steps``, ``workflow``) plus ``batch``
         for item ``index`` (0-based): ``item``, ``index``, ``name``, ``number``,
-        ``chunk_index``, ``chunk_size``, ``total``. With ``arg_name``, ``args.ARG`` is the
-        item too (yaml-workflow)."""
+        ``chunk_index``, ``chunk_size``, ``total``, and ``key`` (the item's key in the run
+        state) when given. With ``arg_name``, ``args.ARG`` is the item too (yaml-workflow)."""
         context = dict(self.base)
         if self.arg_name:
             context["args"] = Namespace({**self.base.get("args", {}), self.arg_name: item})
-        context["batch"] = Namespace(
-            {
-                "item": item,
-                "index": index,
-                "number": index + 1,
-                "chunk_index": index // self.chunk_size,
-                "chunk_size": self.chunk_size,
-                "total": self.total,
-                "name": self.name,
-            }
-        )
+        values = {
+            "item": item,
+            "index": index,
+            "number": index + 1,
+            "chunk_index": index // self.chunk_size,
+            "chunk_size": self.chunk_size,
+            "total": self.total,
+            "name": self.name,
+        }
+        if key is not None:
+            values["key"] = key
+        context["batch"] = Namespace(values)
         return context
 
     def create_chunk_context(self, items: list[Any], chunk_index: int) -> dict[str, Any]:

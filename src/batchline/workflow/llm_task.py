@@ -142,12 +142,15 @@ async def llm_task(config: TaskConfig) -> Any:
 
 
 def _item_name(config: TaskConfig) -> str | None:
-    """The item's name inside a batch step (its key, else its number): the custom id of
-    its batch request."""
+    """The item's name inside a batch step (its key in the run state, else its number):
+    the custom id of its batch request."""
     batch = config.context.get("batch") if isinstance(config.context, dict) else None
-    number = getattr(batch, "number", None) if batch is not None else None
-    if number is None and isinstance(batch, dict):
-        number = batch.get("number")
+    if not isinstance(batch, dict):
+        return None
+    key = batch.get("key")
+    if key is not None:
+        return str(key)
+    number = batch.get("number")
     return None if number is None else f"item-{number}"
 
 

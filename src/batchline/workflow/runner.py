@@ -98,7 +98,8 @@ class WorkflowResult:
         total: dict[str, float] = {}
         for record in self.steps.values():
             for name, value in (record.usage or {}).items():
-                total[name] = total.get(name, 0) + value
+                if isinstance(value, int | float):  # `mode` is per step
+                    total[name] = total.get(name, 0) + value
         return total
 
     def as_dict(self) -> dict[str, Any]:
@@ -696,10 +697,11 @@ def _llm_usage() -> dict[str, float | int]:
 def _usage_delta(
     before: dict[str, float | int], after: dict[str, float | int]
 ) -> dict[str, Any] | None:
-    delta = {name: after[name] - before.get(name, 0) for name in after}
+    delta: dict[str, Any] = {name: after[name] - before.get(name, 0) for name in after}
     if not delta.get("calls"):
         return None
     delta["cost_usd"] = float(f"{float(delta['cost_usd']):.6g}")  # 6 significant digits
+    delta["mode"] = "batch" if delta.get("batch_calls") else "online"
     return delta
 
 
