@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,19 @@ import pytest
 from batchline import SQLiteStateStore
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_run_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`batchline run` remembers state files in the user's state folder; the tests (and
+    their subprocesses) use a list of their own instead."""
+    previous = os.environ.get("BATCHLINE_REGISTRY")
+    os.environ["BATCHLINE_REGISTRY"] = str(tmp_path_factory.mktemp("registry") / "state-files")
+    yield
+    if previous is None:
+        os.environ.pop("BATCHLINE_REGISTRY", None)
+    else:
+        os.environ["BATCHLINE_REGISTRY"] = previous
 
 
 @pytest.fixture

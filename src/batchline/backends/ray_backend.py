@@ -39,8 +39,9 @@ from batchline.backends.ray_checks import (
 from batchline.errors import ConfigurationError, WorkerLostError, is_lost_worker
 
 RAY_MISSING = (
-    'the Ray backend needs Ray: pip install "batchline[ray]" (or pip install "ray>=2.9"), '
-    'or use backend="local"'
+    'the Ray backend needs Ray: pip install "ray[client]>=2.9" (in a batchline checkout: '
+    'pip install -e ".[ray]"; pip install "batchline[ray]" once batchline is installed from '
+    'a package index), or use backend="local"'
 )
 TASK_RESOURCES = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type"})
 RUNTIME_ENV_KEYS = frozenset(
@@ -222,7 +223,8 @@ class RayBackend:
         return (
             f"cannot connect to the Ray cluster at `{address}`: {problem}. Check the address "
             "(`ray status` on the head prints it; ray://HOST:10001 needs the Ray client "
-            'server and pip install "batchline[ray]"), that the cluster runs and that this '
+            'server and pip install "ray[client]>=2.9", which `pip install -e ".[ray]"` in a '
+            "batchline checkout brings), that the cluster runs and that this "
             "machine can reach it; or run without --ray-address / address= for a local Ray."
         )
 
@@ -419,8 +421,9 @@ def _preflight_message(fn: Any, error: BaseException) -> str:
     if module == "batchline":
         return (
             f"Ray workers cannot import batchline, so they cannot run `{name}`. Install it "
-            'on every node (pip install "batchline[ray]"), or ship it with the job: '
-            "RayBackend(runtime_env={'pip': ['batchline[ray]']}) or --ray-pip batchline."
+            'on every node (pip install -e ".[ray]" in a batchline checkout), or ship it '
+            "with the job: RayBackend(runtime_env={'py_modules': [batchline]}) (the imported "
+            "package) or --ray-py-module with the path of its src/batchline folder."
         )
     if module is not None:
         return (

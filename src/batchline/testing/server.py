@@ -451,16 +451,40 @@ def _schema_in_prompt(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def main() -> None:
     """Run the server in the foreground: ``python -m batchline.testing.server``."""
-    parser = argparse.ArgumentParser(description="An OpenAI-compatible test server")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--latency", type=float, default=0.0)
-    parser.add_argument("--rpm-limit", type=int, default=None)
-    parser.add_argument("--tpm-limit", type=int, default=None)
-    parser.add_argument("--rate-limit-rate", type=float, default=0.0)
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--rate-window", type=float, default=60.0)
+    parser = argparse.ArgumentParser(
+        description="An OpenAI-compatible test server on 127.0.0.1, with fault injection"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--rpm-limit", type=int, default=None, help="requests per window")
+    parser.add_argument("--tpm-limit", type=int, default=None, help="tokens per window")
+    parser.add_argument("--rate-window", type=float, default=60.0, help="window, in seconds")
+    parser.add_argument(
+        "--rate-limit-rate", type=float, default=0.0, help="share of requests answered 429"
+    )
+    parser.add_argument(
+        "--retry-after", type=float, default=1.0, help="seconds a 429 asks the client to wait"
+    )
+    parser.add_argument(
+        "--rate-limit-first", type=int, default=0, help="answer the first N requests 429"
+    )
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
+    parser.add_argument(
+        "--timeout-rate", type=float, default=0.0, help="share that hang for --hang-seconds"
+    )
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--malformed-rate", type=float, default=0.0, help="share answered with broken JSON"
+    )
     parser.add_argument("--retry-style", choices=RETRY_STYLES, default="retry-after")
     parser.add_argument("--ratelimit-headers", action="store_true")
+    parser.add_argument(
+        "--cost-per-call", type=float, default=None, help="send x-litellm-response-cost"
+    )
+    parser.add_argument(
+        "--reject-json-schema", action="store_true", help="refuse json_schema, as llama.cpp"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     args = parser.parse_args()
     server = OpenAICompatibleServer(
         port=args.port,
@@ -468,10 +492,18 @@ def main() -> None:
         rpm_limit=args.rpm_limit,
         tpm_limit=args.tpm_limit,
         rate_limit_rate=args.rate_limit_rate,
+        retry_after=args.retry_after,
+        rate_limit_first=args.rate_limit_first,
         error_rate=args.error_rate,
+        timeout_rate=args.timeout_rate,
+        hang_seconds=args.hang_seconds,
+        malformed_rate=args.malformed_rate,
         rate_window=args.rate_window,
         retry_style=args.retry_style,
         ratelimit_headers=args.ratelimit_headers,
+        cost_per_call=args.cost_per_call,
+        reject_json_schema=args.reject_json_schema,
+        seed=args.seed,
     ).start()
     print(f"serving on {server.base_url}", flush=True)
     try:

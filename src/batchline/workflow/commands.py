@@ -23,6 +23,7 @@ from batchline.state import SQLiteStateStore
 from batchline.workflow.checks import static_problems, static_warnings, unsafe_uses
 from batchline.workflow.errors import WorkflowError
 from batchline.workflow.params import convert_param
+from batchline.workflow.registry import candidate_state_files, remember_state_file
 from batchline.workflow.runner import (
     EXIT_INVALID,
     STATE_FILE,
@@ -135,6 +136,8 @@ def _execute(runner: WorkflowRunner, output: str, quiet: bool) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if not runner.dry_run and Path(runner.state).is_file():
+            remember_state_file(runner.state)  # so `batchline resume RUN_ID` works anywhere
     _report(result, output, quiet, summary_out)
 
 
@@ -179,7 +182,7 @@ def _common(func: Any) -> Any:
                 "--backend",
                 type=click.Choice(["local", "ray"]),
                 default=None,
-                help="Where batches run (ray needs batchline[ray]).",
+                help='Where batches run (ray needs Ray: pip install -e ".[ray]" in the checkout).',
             ),
             click.option(
                 "--ray-address",
@@ -250,6 +253,12 @@ def register(main: click.Group) -> None:
         help="Resume the latest unfinished run of this workflow.",
     )
     @click.option("--force", is_flag=True, help="Resume even if params differ.")
+    @click.option(
+        "--run-id",
+        "new_run_id",
+        default=None,
+        help="Name the new run (default: NAME-YYYYMMDD-HHMMSS-xxxxxx); an id in use is refused.",
+    )
     @click.option("--flow", default=None, help="Run this flow of the workflow's `flows`.")
     @click.option("--start-from", default=None, help="Begin at this step.")
     @click.option(
@@ -267,6 +276,7 @@ def register(main: click.Group) -> None:
         params: tuple[str, ...],
         resume: bool,
         force: bool,
+        new_run_id: str | None,
         flow: str | None,
         start_from: str | None,
         skip_steps: tuple[str, ...],
@@ -285,6 +295,13 @@ def register(main: click.Group) -> None:
             given = _parse_params(params)
             run_id = None
             folder = Path(workspace or spec.settings.workspace)
+            if new_run_id is not None:
+                if resume:
+                    raise WorkflowError(
+                        ["--run-id names a new run; to resume one: batchline resume RUN_ID"]
+                    )
+                _refuse_used_run_id(folder, new_run_id, state or spec.settings.state)
+                run_id = new_run_id
             if resume:
                 info = find_resumable(
                     folder if folder.is_absolute() else Path.cwd() / folder,
@@ -349,8 +366,10 @@ def register(main: click.Group) -> None:
         """
         if workspace:
             folder = Path(workspace)
+        elif state:
+            folder = Path(".batchline")
         else:
-            folder = Path(".batchline") if state else _workspace_of(run_id)
+            folder, state = _workspace_of(run_id)
         try:
             info = run_info(folder, run_id, state)
         except StateError as exc:
@@ -464,18 +483,49 @@ def register(main: click.Group) -> None:
                 handle.close()
 
 
-def _workspace_of(run_id: str) -> Path:
-    """The workspace (under the current folder) whose state file holds ``run_id``."""
-    candidates = [Path(".batchline"), *sorted(p.parent for p in Path.cwd().glob("*/state.db"))]
-    for folder in candidates:
-        if not (folder / STATE_FILE).exists():
+def _workspace_of(run_id: str) -> tuple[Path, str | None]:
+    """The workspace whose state file holds ``run_id``, and that file when it is not the
+    workspace's ``state.db``: looked for near the current folder, then in the state files
+    ``batchline run`` remembered (:mod:`batchline.workflow.registry`). Not found: a
+    ``ClickException`` saying which ``--workspace`` to pass."""
+    searched = candidate_state_files()
+    for path in searched:
+        try:  # read-only: looking never migrates or changes a state file
+            store = SQLiteStateStore(path, read_only=True)
+        except (StateError, BatchlineError):
             continue
         try:
-            run_info(folder, run_id)
-        except StateError:
+            info = store.get_run(run_id)
+        except (StateError, BatchlineError):
             continue
-        return folder
-    return Path(".batchline")
+        finally:
+            store.close()
+        workspace = Path(str(info.meta.get("workspace") or path.parent))
+        same = (workspace / STATE_FILE).resolve() == path
+        return workspace, None if same else str(path)
+    where = ", ".join(str(p) for p in searched[:5]) or "none found"
+    raise click.ClickException(
+        f"run `{run_id}` was not found in the state files near {Path.cwd()} or remembered by "
+        f"`batchline run` (searched: {where}). Pass --workspace with the folder holding the "
+        "run's state.db: the workflow's `settings.workspace` (by default `.batchline`) inside "
+        f"the folder where `batchline run` ran, e.g. `batchline resume {run_id} --workspace "
+        "/path/to/project/.batchline`; or --state with the state file or PostgreSQL URL."
+    )
+
+
+def _refuse_used_run_id(folder: Path, run_id: str, state: str | None) -> None:
+    if not run_id.strip() or "/" in run_id:
+        raise WorkflowError([f"--run-id {run_id!r}: expected a non-empty id without `/`"])
+    try:
+        run_info(folder, run_id, state)
+    except (StateError, BatchlineError):
+        return
+    raise WorkflowError(
+        [
+            f"run `{run_id}` already exists in {folder}; resume it with: batchline resume "
+            f"{run_id} --workspace {folder}, or pick another --run-id"
+        ]
+    )
 
 
 def _merge_resume_params(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -336,6 +337,7 @@ class WorkflowRunner:
         position = 0
         jumped: str | None = None
         done: set[str] = set()
+        changed: set[str] = set()  # steps a resume re-ran whose outcome differs from before
         while position < len(steps):
             step = steps[position]
             position += 1
@@ -344,6 +346,12 @@ class WorkflowRunner:
             done.add(step.name)
             index = self._index[step.name]
             previous = records.get(step.name)
+            if previous is not None and changed and _reads_steps(step, changed):
+                self._say(
+                    f"[{position}/{total}] {step.name}: {previous.status} before; runs again "
+                    f"(it reads {', '.join(f'`{n}`' for n in sorted(changed))}, changed since)"
+                )
+                previous = None
             if previous is not None and previous.status in ("completed", "skipped"):
                 namespaces["steps"][step.name] = _namespace(previous)
                 result.steps[step.name] = previous
@@ -359,6 +367,8 @@ class WorkflowRunner:
                 result.steps[step.name].usage = _usage_delta(before, _llm_usage())
                 raise
             record.usage = _usage_delta(before, _llm_usage())
+            if step.name in records and _outcome(records[step.name]) != _outcome(record):
+                changed.add(step.name)  # a resume re-ran it with another outcome
             result.steps[step.name] = record
             namespaces["steps"][step.name] = _namespace(record)
             self._commit(index, step, record)
@@ -391,6 +401,20 @@ class WorkflowRunner:
             result.message = f"done; steps that failed (on_error: continue): {', '.join(failed)}"
         else:
             result.message = "done"
+        for name in failed:
+            record = result.steps[name]
+            stats = record.result.get("stats") if isinstance(record.result, dict) else None
+            if isinstance(stats, dict) and stats.get("total") and not stats.get("processed"):
+                result.message += (
+                    f". WARNING: every item of step `{name}` failed: {record.error}. Fix the "
+                    "cause, then retry them with: "
+                    f"batchline resume {self.run_id} --workspace {self.workspace}"
+                )
+            elif record.error_type == "ItemsFailed":
+                result.message += (
+                    f". Step `{name}`: {record.error}; retry them with: "
+                    f"batchline resume {self.run_id} --workspace {self.workspace}"
+                )
 
     @property
     def _index(self) -> dict[str, int]:
@@ -681,6 +705,22 @@ def _usage_delta(
     return delta
 
 
+def _outcome(record: StepRecord) -> tuple[str, str]:
+    """What later steps can see of a step: its status and result (as canonical JSON)."""
+    return record.status, json.dumps(record.result, sort_keys=True, default=str)
+
+
+def _reads_steps(step: StepSpec, changed: set[str]) -> bool:
+    """Whether ``step`` may read the result of a step in ``changed``: its definition names
+    one (``steps.NAME``, ``steps['NAME']``), or it reads inputs batchline cannot see into
+    (a ``template_file``, a Python ``function``, ``code``), which are re-run to be safe."""
+    text = json.dumps(step.model_dump(exclude_none=True, mode="json"), default=str)
+    if any(re.search(rf"steps\W{{1,5}}{re.escape(name)}\b", text) for name in changed):
+        return True
+    opaque = ("template_file", "function", "code", "module", "script")
+    return any(key in step.inputs for key in opaque) or "python" in step.task
+
+
 def _namespace(record: StepRecord) -> Namespace:
     return Namespace(result=record.result, status=record.status, error=record.error)
 
@@ -724,21 +764,34 @@ def _open_existing(workspace: Path, state: str | None) -> StateStore | None:
 
 
 def find_resumable(workspace: Path, workflow: str, state: str | None = None) -> RunInfo | None:
-    """The latest unfinished run of ``workflow`` in a workspace (or the ``state`` store)."""
+    """The latest unfinished run of ``workflow`` in a workspace (or the ``state`` store).
+
+    Unfinished: not completed, or completed with a step that failed under ``on_error:
+    continue`` (a batch step with failed items): resuming it retries what failed.
+    """
     store = _open_existing(workspace, state)
     if store is None:
         return None
     try:
         for info in store.list_runs():
-            if (
-                info.meta.get("kind") == "workflow"
-                and info.meta.get("workflow") == workflow
-                and (info.status != "completed")
-            ):
+            if info.meta.get("kind") != "workflow" or info.meta.get("workflow") != workflow:
+                continue
+            if info.status != "completed" or _has_failed_step(store, info.run_id):
                 return info
     finally:
         store.close()
     return None
+
+
+def _has_failed_step(store: StateStore, run_id: str) -> bool:
+    """Whether a workflow run recorded a failed step (its step records are its items)."""
+    return any(
+        isinstance(item.key, str)
+        and item.key.startswith("step:")
+        and isinstance(item.result, dict)
+        and item.result.get("status") == "failed"
+        for item in store.iter_items(run_id)
+    )
 
 
 def run_info(workspace: Path, run_id: str, state: str | None = None) -> RunInfo:

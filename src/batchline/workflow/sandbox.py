@@ -129,6 +129,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
         for name in _SIZED_FILTERS:
             self.filters[name] = _sized_filter(name, self.filters[name])
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``ns.name`` on a namespace (a dict marked ``keys_before_attributes``) is its key
+        ``name`` when it has one, so a step named ``items`` is that step, not ``dict.items``."""
+        if getattr(type(obj), "keys_before_attributes", False) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
         """``*`` ``+`` ``%`` ``**`` with their result size checked first."""
         if operator_ == "*":

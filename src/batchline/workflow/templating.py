@@ -47,19 +47,30 @@ NAMESPACES = ("args", "env", "steps", "workflow", "batch")
 
 
 class Namespace(dict[str, Any]):
-    """A dict whose keys are also attributes: ``batch.items`` is the list of items and
-    ``steps.items`` the step named items, not ``dict.items`` (Jinja tries attributes first).
+    """A dict whose keys templates read as attributes: ``batch.items`` is the list of items
+    and ``steps.items`` the step named items, not ``dict.items`` (the sandbox looks keys of a
+    namespace up before attributes).
 
-    Templates cannot change it (the sandbox refuses every mutating method).
+    Keys never shadow the dict's own methods in Python (``ns.items()`` stays the method, so
+    copying, pickling and Ray serialisation work whatever the keys are); a key that is not a
+    method is also an attribute (``ns.result``). Templates cannot change a namespace (the
+    sandbox refuses every mutating method).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.__dict__.update(self)
+    keys_before_attributes = True  # read by Sandbox.getattr
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.__dict__[key] = value
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"namespace has no `{name}`; available: {', '.join(sorted(map(str, self)))}"
+            ) from None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
 
 
 _LAST = threading.local()
