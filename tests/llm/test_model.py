@@ -50,7 +50,10 @@ def test_answers_usage_and_cost_on_every_transport(
     assert isinstance(structured.parsed, Company)
 
 
-def test_missing_key_against_openai_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_against_openai_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default cache folder, .batchline, is made here
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
