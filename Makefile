@@ -46,6 +46,7 @@ test: system servers lint typecheck imports pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@PYTHON=$(PYTHON) bash scripts/install-llm-servers.sh bench
 	$(BIN)/python -m benchmarks
 
 clean:

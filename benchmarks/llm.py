@@ -164,6 +164,57 @@ def _litellm(url: str, n: int) -> Row:
     return Row(label, "LiteLLM acompletion", f"{rate:,.0f} req/s", share)
 
 
+CURATOR_SCRIPT = """
+import sys, time
+from bespokelabs import curator
+url, n, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+llm = curator.LLM(
+    model_name="test-model",
+    backend="openai",
+    backend_params={
+        "base_url": url, "api_key": "t", "max_concurrent_requests": concurrency,
+        "max_requests_per_minute": 10_000_000, "max_tokens_per_minute": 10_000_000_000,
+        "require_all_responses": False, "max_retries": 0,
+    },
+)
+start = time.perf_counter()
+llm([f"request {i}" for i in range(n)])
+print(n / (time.perf_counter() - start))
+"""
+
+
+def _curator(url: str, n: int) -> Row:
+    """bespokelabs-curator's online processor (``backend="openai"``) in its own virtualenv
+    (``make bench`` installs it): a fresh cache folder, so every request is sent."""
+    label = f"LLM throughput, {CONCURRENCY} in flight, {LATENCY * 1000:.0f} ms"
+    venv = Path(__file__).resolve().parents[1] / ".venv-servers" / "curator"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return Row(label, "curator (bespokelabs) LLM", "not installed", "make bench")
+    # tiktoken fetches its encodings from the internet; litellm (a curator dependency)
+    # ships cl100k_base in the cache layout tiktoken reads
+    tokenizers = sorted(
+        venv.glob("lib/python*/site-packages/litellm/litellm_core_utils/tokenizers")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "CURATOR_CACHE_DIR": tmp,
+            "TELEMETRY_ENABLED": "false",
+            "CURATOR_DISABLE_RICH_DISPLAY": "1",
+            **({"TIKTOKEN_CACHE_DIR": str(tokenizers[0])} if tokenizers else {}),
+        }
+        done = subprocess.run(
+            [str(python), "-c", CURATOR_SCRIPT, url, str(n), str(CONCURRENCY)],
+            capture_output=True, text=True, timeout=600, check=False, env=env, cwd=tmp,
+        )  # fmt: skip
+    if done.returncode != 0:
+        return Row(label, "curator (bespokelabs) LLM", "failed", done.stderr.strip()[-120:])
+    rate = float(done.stdout.split()[-1])
+    share = f"{rate / THEORETICAL:.0%} of theoretical (its own timing: no process start)"
+    return Row(label, "curator (bespokelabs) LLM, backend=openai", f"{rate:,.0f} req/s", share)
+
+
 YAML_WORKFLOW = """name: llm-path
 params:
   n: {type: integer, default: 2000}
@@ -295,6 +346,7 @@ def run() -> list[Row]:
             )
         )
         rows.append(_litellm(url, n))
+        rows.append(_curator(url, n))
         rows.append(_yaml_path(url, 2000))
     seconds = float(os.environ.get("BATCHLINE_BENCH_LIMIT_SECONDS", "60"))
     with tempfile.TemporaryDirectory() as tmp, server("--rpm-limit", "600") as url:
