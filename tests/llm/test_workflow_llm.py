@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +192,81 @@ def test_a_rate_limited_server_loses_no_workflow_item(make_server: Any, tmp_path
     assert step["result"]["stats"]["failed"] == 0
     assert server.counts["429"] > 0
     assert step["usage"]["rate_limited"] == server.counts["429"]
+
+
+def test_chunks_share_the_gate_and_the_connections(make_server: Any, tmp_path: Path) -> None:
+    """The chunks of an llm step run on one loop: never more than max_concurrency requests
+    in flight, and connections reused from chunk to chunk instead of opened for each."""
+    server = make_server(latency=0.05)
+    workflow = tagging(server.base_url).replace("range(40)", "range(60)")
+    workflow = workflow.replace("chunk_size: 4", "chunk_size: 5")
+    (tmp_path / "wf.yaml").write_text(workflow)
+    done = cli(tmp_path, "run", "wf.yaml")
+    assert done.returncode == 0, done.stderr
+    assert server.counts["requests"] == 60
+    assert server.max_in_flight == 8  # the step's max_concurrency, reached and kept to
+    assert len(server.connections) <= 16  # 12 chunks of 5: not a connection per request
+
+
+def _interruptible(tmp_path: Path, base_url: str) -> subprocess.Popen[str]:
+    workflow = tagging(base_url).replace("range(40)", "range(80)")
+    (tmp_path / "wf.yaml").write_text(workflow.replace("chunk_size: 4", "chunk_size: 5"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchline.cli", "run", "wf.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # killpg reaches batchline and only it, like Ctrl-C
+        env={**os.environ, "OPENAI_API_KEY": "t"},
+    )
+
+
+def _wait_requests(server: Any, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while server.counts["requests"] < count:
+        assert time.monotonic() < deadline, "the step never sent its first requests"
+        time.sleep(0.01)
+
+
+def _tag_counts(tmp_path: Path, err: str) -> tuple[str, dict[str, Any]]:
+    command = err.split("Resume with: ", 1)[1].strip().splitlines()[0]
+    again = cli(tmp_path, *command.split()[1:], "--format", "json")
+    assert again.returncode == 0, again.stderr
+    return command, json.loads(again.stdout)["steps"]["tag"]["result"]["stats"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_an_llm_step_finishes_the_requests_in_flight_and_asks_each_item_once(
+    make_server: Any, tmp_path: Path
+) -> None:
+    server = make_server(latency=0.4)
+    child = _interruptible(tmp_path, server.base_url)
+    _wait_requests(server, 8)
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    asked = server.counts["requests"]
+    assert 8 <= asked < 80  # the requests in flight finished; no new one started
+    _, stats = _tag_counts(tmp_path, err)
+    assert (stats["resumed"], stats["processed"], stats["failed"]) == (asked, 80, 0)
+    assert server.counts["requests"] == 80  # every item asked exactly once
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_abandons_the_requests_in_flight(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(latency=30)
+    child = _interruptible(tmp_path, server.base_url)
+    _wait_requests(server, 8)
+    os.killpg(child.pid, signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while "SIGINT received" not in child.stderr.readline():  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+    started = time.monotonic()
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=20)  # the answers would take 30 s
+    assert child.returncode == 130, err
+    assert time.monotonic() - started < 10
+    server.latency = 0.0
+    _, stats = _tag_counts(tmp_path, err)
+    assert (stats["resumed"], stats["processed"], stats["failed"]) == (0, 80, 0)

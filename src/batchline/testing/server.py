@@ -163,6 +163,7 @@ class OpenAICompatibleServer:
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections: set[Any] = set()  # the clients' (host, port): connections opened
         self._window: deque[tuple[float, int]] = deque()
         self._window_tokens = 0
         self._lock = threading.Lock()
@@ -219,7 +220,8 @@ class OpenAICompatibleServer:
         app.router.add_get("/v1/models", self._models)
         self.batches.register(app)
         self.anthropic.register(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        # stopping cancels answers still pending (a client that went away) after 1 s
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
         await site.start()
@@ -306,6 +308,8 @@ class OpenAICompatibleServer:
         self.counts["requests"] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        if request.transport is not None:
+            self.connections.add(request.transport.get_extra_info("peername"))
         arrived = time.monotonic()
         status = 500
         try:

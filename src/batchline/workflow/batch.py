@@ -43,6 +43,7 @@ from batchline.redact import Redactor
 from batchline.workflow.batch_context import BatchContext
 from batchline.workflow.batch_state import BatchState, unwrap
 from batchline.workflow.errors import TaskError, TemplateError
+from batchline.workflow.loopthread import LoopThread
 from batchline.workflow.results import lists_for_sets
 from batchline.workflow.schema import RetrySpec, batch_retry_problem, did_you_mean
 from batchline.workflow.stepinputs import render_inputs
@@ -213,6 +214,9 @@ class ChunkRunner:
     mode: str
     inner: int
     arg_name: str | None = None
+    # async items of every chunk share one loop and one gate of `inner` (set on the local
+    # backend; elsewhere each chunk runs on its own loop with its own gate)
+    shared_loop: bool = False
     _local: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -226,10 +230,29 @@ class ChunkRunner:
         return event
 
     def close(self) -> None:
-        """Shut the item pool down (without waiting for abandoned items)."""
+        """Shut the item pool and the shared loop down (without waiting for abandoned
+        items)."""
         pool = self._local.pop("pool", None)
         if pool is not None:
             pool.shutdown(wait=not abandon_requested(), cancel_futures=True)
+        loop: LoopThread | None = self._local.pop("loop", None)
+        if loop is not None:
+            loop.close(getattr(get_task(self.nested_type), "aclose", None),
+                       wait=not abandon_requested())  # fmt: skip
+
+    def _loop(self) -> LoopThread:
+        with _POOL_LOCK:
+            loop: LoopThread | None = self._local.get("loop")
+            if loop is None:
+                loop = self._local["loop"] = LoopThread(f"batchline-{self.step}-loop")
+        return loop
+
+    def _gate(self) -> asyncio.Semaphore:
+        """The step's gate (made on the shared loop, by the coroutines that use it)."""
+        gate: asyncio.Semaphore | None = self._local.get("gate")
+        if gate is None:
+            gate = self._local["gate"] = asyncio.Semaphore(self.inner)
+        return gate
 
     def _pool(self) -> DaemonThreadPool | None:
         if self.inner <= 1:
@@ -322,7 +345,8 @@ class ChunkRunner:
         )
 
     async def _arun_chunk(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
-        gate = asyncio.Semaphore(self.inner)
+        shared = self.shared_loop  # its connections stay open for the next chunk
+        gate = self._gate() if shared else asyncio.Semaphore(self.inner)
         try:
             return list(
                 await asyncio.gather(
@@ -334,7 +358,7 @@ class ChunkRunner:
             )
         finally:
             closer = getattr(get_task(self.nested_type), "aclose", None)
-            if closer is not None:
+            if closer is not None and not shared:  # (close() ends the shared loop's)
                 await closer()
 
     def __batchline_preflight__(self) -> None:
@@ -356,6 +380,8 @@ class ChunkRunner:
     def _outcomes(self, batch: Batch[tuple[int, Any]]) -> list[Any]:
         is_async = inspect.iscoroutinefunction(get_task(self.nested_type))
         if is_async and self.mode == "item":
+            if self.shared_loop:
+                return list(self._loop().run(self._arun_chunk(batch)))
             return list(run_coroutine(self._arun_chunk(batch)))
         if self.mode == "chunk":
             values = [item for _, item in batch.items]
@@ -449,12 +475,20 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
     chunks = max(1, math.ceil(len(items) / chunk_size))
     outer = min(concurrency, chunks)
     inner = max(1, math.ceil(concurrency / chunks))
+    backend = config.settings.get("backend")
+    local = getattr(backend, "name", "local") == "local"
+    shared_loop = False
     if is_async:
-        # Async tasks (llm): a few chunk threads, each an event loop with many requests in
-        # flight, so 64 in flight are 64 coroutines, not 64 threads.
+        # Async tasks (llm): 64 in flight are 64 coroutines, not 64 threads. Locally every
+        # chunk's items run on one loop behind one gate of `max_concurrency`, with one chunk
+        # more in flight than the gate needs, so the next chunk's requests take the slots
+        # the last one's tail frees. Elsewhere (Ray) each chunk has its own loop and a share
+        # of the gate, so the cluster as a whole keeps to `max_concurrency`.
         width = min(chunk_size, concurrency)
         outer = min(chunks, max(1, math.ceil(concurrency / width)))
         inner = math.ceil(concurrency / outer)
+        if local and mode == "item":
+            shared_loop, outer, inner = True, min(chunks, outer + 1), concurrency
     settings: dict[str, Any] = {
         "max_concurrency": concurrency,
         "llm_model": config.settings.get("llm_model"),
@@ -468,7 +502,7 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         # The nested task gathers its calls into provider jobs (llm, mode: batch): every
         # chunk in flight at once, so the requests of the step share as few jobs as the
         # provider allows; the task keeps its jobs in a child of the step's run.
-        outer, inner = min(chunks, 64), chunk_size
+        outer, inner, shared_loop = min(chunks, 64), chunk_size, False
         settings["store"] = config.settings.get("store")
         settings["run_id"] = config.settings.get("run_id")
     run_chunk = ChunkRunner(
@@ -483,10 +517,10 @@ def batch_task(config: TaskConfig) -> dict[str, Any]:
         mode=mode,
         inner=inner,
         arg_name=arg_name,
+        shared_loop=shared_loop,
     )
     stop = run_chunk.stop_event()
-    backend = config.settings.get("backend")
-    if getattr(backend, "name", "local") == "local":
+    if local:
         run_chunk.__batchline_preflight__()  # Ray checks it in a worker, before the run
 
     store = config.settings.get("store")
