@@ -35,6 +35,16 @@ KeysOf = Callable[[Sequence[Any], int], list[Key]]
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
 )
+# The C encoder `_CANONICAL.encode` builds anew on every call, built once (the same
+# arguments, so the same text: keys never change between versions); None where the
+# interpreter has no C accelerator, and `encode` is used.
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+# (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys,
+# allow_nan), as JSONEncoder.iterencode passes them
+_ENCODER_ARGS = (None, _CANONICAL.default, json.encoder.encode_basestring, None, ":", ",")
+_ENCODE_CHUNKS: Callable[[Any, int], Sequence[str]] | None = (
+    _C_MAKE_ENCODER(*_ENCODER_ARGS, True, False, True) if _C_MAKE_ENCODER is not None else None
+)
 
 
 def canonical_key(item: Any) -> str:
@@ -44,7 +54,7 @@ def canonical_key(item: Any) -> str:
         ConfigurationError: the item is not JSON-serialisable, so it has no canonical form.
     """
     try:
-        text = _CANONICAL.encode(item)
+        text = "".join(_ENCODE_CHUNKS(item, 0)) if _ENCODE_CHUNKS else _CANONICAL.encode(item)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"item {_short(item)} has no canonical JSON form ({exc}); items keyed by hash "
@@ -103,8 +113,17 @@ def key_function(spec: KeySpec) -> KeysOf:
 
 
 def _hash_keys(items: Sequence[Any], start: int) -> list[Key]:
+    """``canonical_key`` of each item, inlined (a million items spend most of their key
+    time here); an item without a canonical form raises through ``canonical_key``."""
     del start
-    return [canonical_key(item) for item in items]
+    encode, digest = _ENCODE_CHUNKS, hashlib.blake2b
+    if encode is None:
+        return [canonical_key(item) for item in items]
+    try:
+        return [digest("".join(encode(item, 0)).encode(), digest_size=16).hexdigest()
+                for item in items]  # fmt: skip
+    except (TypeError, ValueError):
+        return [canonical_key(item) for item in items]
 
 
 def _field_keys(field: str) -> KeysOf:
@@ -236,33 +255,54 @@ class KeyIndex:
         self._calls = {}
 
     def _add_hashed(self, keys: list[Key], start: int, skip: bool) -> list[int] | None:
+        # The probe loop of `_insert`, inlined: a million keys spend most of their
+        # bookkeeping here, and a method call per key costs as much as the probe.
+        self._reserve(self._count + len(keys), start + len(keys))
+        hashes, positions, mask = self._hashes, self._positions, self._mask
         keep: list[int] = []
         clean = True
+        added = 0
         for offset, key in enumerate(keys):
-            first = self._insert(_hash64(key), start + offset)
-            if first is None:
-                keep.append(offset)
-                continue
-            if not skip:
-                raise DuplicateKeyError(key, first, start + offset)
-            clean = False
+            code = key if type(key) is int and -_INT64 <= key <= _INT64 else hash(key)
+            if code == _EMPTY:
+                code = _ZERO_STANDIN
+            slot = code & mask
+            while True:
+                found = hashes[slot]
+                if found == _EMPTY:
+                    hashes[slot] = code
+                    positions[slot] = start + offset
+                    added += 1
+                    keep.append(offset)
+                    break
+                if found == code:
+                    if not skip:
+                        self._count += added
+                        raise DuplicateKeyError(key, int(positions[slot]), start + offset)
+                    clean = False
+                    break
+                slot = (slot + 1) & mask
+        self._count += added
         return None if clean else keep
+
+    def _reserve(self, count: int, last_position: int) -> None:
+        """Room for ``count`` codes (at most half full), and positions up to
+        ``last_position`` (past 2**31 items the positions widen to 64 bits)."""
+        if last_position > 0x7FFFFFFF and self._positions.typecode == "i":
+            self._positions = array("q", self._positions)
+        if 2 * count > len(self._hashes):
+            self._resize(max(2 * len(self._hashes), 2 * count))
 
     def _insert(self, code: int, position: int) -> int | None:
         """Add ``code`` at ``position``; return the earlier position if it was there."""
-        if 2 * (self._count + 1) > len(self._hashes):
-            self._resize(2 * len(self._hashes))
+        self._reserve(self._count + 1, position)
         hashes, mask = self._hashes, self._mask
         slot = code & mask
         while True:
             found = hashes[slot]
             if found == _EMPTY:
                 hashes[slot] = code
-                try:
-                    self._positions[slot] = position
-                except OverflowError:  # past 2**31 items: widen the positions
-                    self._positions = array("q", self._positions)
-                    self._positions[slot] = position
+                self._positions[slot] = position
                 self._count += 1
                 return None
             if found == code:
@@ -272,13 +312,18 @@ class KeyIndex:
     def _resize(self, size: int) -> None:
         capacity = 1 << max(4, (size - 1).bit_length())
         old_hashes, old_positions = self._hashes, self._positions
-        self._hashes = array("q", bytes(8 * capacity))
-        self._positions = array(old_positions.typecode, bytes(old_positions.itemsize * capacity))
-        self._mask = capacity - 1
-        self._count = 0
+        hashes = self._hashes = array("q", bytes(8 * capacity))
+        positions = self._positions = array(
+            old_positions.typecode, bytes(old_positions.itemsize * capacity)
+        )
+        mask = self._mask = capacity - 1
         for code, position in zip(old_hashes, old_positions, strict=True):
-            if code != _EMPTY:
-                self._insert(code, position)
+            if code != _EMPTY:  # the codes are distinct: find a free slot, nothing else
+                slot = code & mask
+                while hashes[slot] != _EMPTY:
+                    slot = (slot + 1) & mask
+                hashes[slot] = code
+                positions[slot] = position
 
 
 _INT64 = (1 << 63) - 1
