@@ -12,7 +12,7 @@ import hashlib
 import json
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from batchline.errors import ConfigurationError, DuplicateKeyError
 from batchline.state.keys import Key
@@ -74,10 +74,12 @@ def content_keys(items: Iterable[Any]) -> list[str]:
     Raises:
         ConfigurationError: an item is not JSON-serialisable (it has no canonical form).
     """
+    hashes = _digests(list(items))
+    if len(set(hashes)) == len(hashes):
+        return hashes  # no repeats (the common case)
     seen: dict[str, int] = {}
     keys: list[str] = []
-    for item in items:
-        key = canonical_key(item)
+    for key in hashes:
         count = seen.get(key, 0)
         seen[key] = count + 1
         keys.append(key if count == 0 else f"{key}~{count}")
@@ -113,9 +115,13 @@ def key_function(spec: KeySpec) -> KeysOf:
 
 
 def _hash_keys(items: Sequence[Any], start: int) -> list[Key]:
+    del start
+    return cast(list[Key], _digests(items))
+
+
+def _digests(items: Sequence[Any]) -> list[str]:
     """``canonical_key`` of each item, inlined (a million items spend most of their key
     time here); an item without a canonical form raises through ``canonical_key``."""
-    del start
     encode, digest = _ENCODE_CHUNKS, hashlib.blake2b
     if encode is None:
         return [canonical_key(item) for item in items]
