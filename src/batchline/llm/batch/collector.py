@@ -4,7 +4,8 @@
 collector. The collector runs on its own thread and event loop, so requests from every
 chunk thread of a step land in the same queue:
 
-1. requests wait ``linger`` seconds for company, then are grouped into as few jobs as
+1. requests wait ``linger`` seconds for company (at most 60 lingers after the first of
+   them, while more keep coming), then are grouped into as few jobs as
    the provider's limits (requests and bytes per job) allow; one request per item,
    ``custom_id`` the item's key (or a hash of the request);
 2. each job's estimated cost (batch prices) is reserved against ``max_cost_usd`` before
@@ -251,8 +252,10 @@ class BatchCollector:
         now = time.monotonic()
         if self._first_at is None:
             self._first_at = now
-        # wait for company, but never more than 10 lingers after the first request
-        self._flush_at = min(now + self.linger, self._first_at + 10 * self.linger)
+        # wait for company, but never more than 60 lingers (30 s) after the first request:
+        # a job takes minutes to hours, and a step still queueing its requests (a few
+        # hundred a second reach here from 2 cores) should send them as one job
+        self._flush_at = min(now + self.linger, self._first_at + 60 * self.linger)
         assert self._wake is not None
         self._wake.set()
 
